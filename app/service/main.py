@@ -1,0 +1,169 @@
+"""FastAPI application factory and the `structcore-serve` entry point."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import numpy as np
+import torch
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from app.service.active_models import ActiveModels, NoActiveModelError
+from app.service.context import Services
+from app.service.jobs import FitJobs
+from app.service.metrics import ServiceMetrics
+from app.service.middleware import AccessLogMiddleware, BodyLimitMiddleware
+from app.service.problems import (
+    install_problem_handlers,
+    problem_body,
+    problem_response,
+)
+from app.service.routes import fits, models, ops, products, scoring
+from app.service.settings import Settings, resolve_device
+from app.service.store import (
+    ActiveVersionError,
+    ModelStore,
+    ProductExistsError,
+    ProductNotFoundError,
+    SampleNotFoundError,
+    StoreError,
+    VersionNotFoundError,
+)
+
+logger = logging.getLogger(__name__)
+
+_STORE_ERROR_STATUS: dict[type[StoreError], int] = {
+    ProductNotFoundError: 404,
+    SampleNotFoundError: 404,
+    VersionNotFoundError: 404,
+    ProductExistsError: 409,
+    ActiveVersionError: 409,
+    NoActiveModelError: 409,
+}
+# Side of the blank image scored once per loaded model to warm the backbone.
+_WARMUP_SIDE = 64
+
+_DESCRIPTION = """\
+Visual inspection with StructCore: PatchCore anomaly maps from a frozen
+ImageNet CNN with a coreset memory bank, and a structure-aware image score.
+
+1. `POST /products` creates a product.
+2. `POST /products/{product}/samples` uploads good images (or zips of them).
+3. `POST /products/{product}/fit` fits a model version; poll `GET /jobs/{id}`.
+4. `POST /products/{product}/score` scores a new image; send
+   `Accept: image/png` or `?map=overlay` for the anomaly map.
+
+Every error is an RFC 9457 `application/problem+json` object.
+"""
+
+
+async def _handle_store_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StoreError)
+    status = _STORE_ERROR_STATUS.get(type(exc), 500)
+    body = problem_body(status, str(exc), request.url.path, reason=exc.reason)
+    return problem_response(body)
+
+
+def _warm_up(services: Services) -> None:
+    """Load every product's active model and score one blank image with it."""
+    try:
+        for product in services.store.list_products():
+            if services.store.active_version(product.name) is None:
+                continue
+            version, model = services.models.get(product.name)
+            blank = np.zeros((_WARMUP_SIDE, _WARMUP_SIDE, 3), dtype=np.uint8)
+            model.score(blank)
+            logger.info("warmed model %s/%s", product.name, version)
+    except Exception as exc:
+        services.startup_error = f"warm-up failed: {type(exc).__name__}: {exc}"
+        logger.exception("warm-up failed; /readyz reports 503")
+        return
+    services.ready.set()
+    logger.info("service ready")
+
+
+def _build_services(settings: Settings) -> Services:
+    device = resolve_device(settings.device)
+    if settings.torch_threads is not None:
+        torch.set_num_threads(settings.torch_threads)
+        logger.info("torch uses %d threads", settings.torch_threads)
+
+    store = ModelStore(settings.store_dir)
+    metrics = ServiceMetrics()
+    active_models = ActiveModels(store, device, metrics)
+    jobs = FitJobs(
+        store,
+        active_models,
+        metrics,
+        device=device,
+        workers=settings.fit_workers,
+        max_image_pixels=settings.max_image_pixels,
+    )
+    return Services(settings, store, metrics, active_models, jobs, device)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    services: Services = app.state.services
+    removed = services.store.recover()
+    logger.info(
+        "store %s opened, %d leftover temporary paths deleted",
+        services.store.root,
+        len(removed),
+    )
+    warmup = threading.Thread(
+        target=_warm_up, args=(services,), name="structcore-warmup", daemon=True
+    )
+    warmup.start()
+    yield
+    logger.info("shutting down: stopping fit jobs")
+    services.jobs.shutdown()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the FastAPI app with its store, model cache and fit workers."""
+    settings = settings or Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    services = _build_services(settings)
+
+    app = FastAPI(
+        title="StructCore inspection service",
+        version="0.1.0",
+        description=_DESCRIPTION,
+        lifespan=_lifespan,
+    )
+    app.state.services = services
+    install_problem_handlers(app)
+    app.add_exception_handler(StoreError, _handle_store_error)
+
+    for router in (products.router, fits.router, models.router, scoring.router):
+        app.include_router(router)
+    app.include_router(ops.router)
+
+    # The last middleware added runs first, so the access log records every
+    # request, the ones rejected for their size included.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(AccessLogMiddleware, metrics=services.metrics)
+    return app
+
+
+def run() -> None:
+    """Start uvicorn with the app built from STRUCTCORE_* settings."""
+    settings = Settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+app = create_app()

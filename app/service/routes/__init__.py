@@ -1,0 +1,1 @@
+"""HTTP routes of the StructCore service, one module per resource."""

@@ -1,0 +1,205 @@
+"""Request and response bodies of the HTTP API, with OpenAPI examples."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.service.store import PRODUCT_NAME_PATTERN
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class ProductSettings(BaseModel):
+    """Engine settings a client may choose; omitted ones keep engine defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backbone: str | None = Field(None, examples=["tf_efficientnet_lite0"])
+    image_size: int | tuple[int, int] | None = Field(
+        None,
+        description="Working resolution: one side for a square, or [height, width].",
+        examples=[256],
+    )
+    center_crop: int | None = Field(None, gt=0, description="Crop side in pixels.")
+    coreset_ratio: float | None = Field(None, gt=0, le=1, examples=[0.1])
+    num_neighbors: int | None = Field(None, gt=0, examples=[1])
+    target_false_reject_rate: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Share of good parts the calibrated threshold may reject.",
+        examples=[0.01],
+    )
+
+    def changes(self) -> dict[str, Any]:
+        """Return the set fields as EngineConfig.replace keyword arguments."""
+        changes = self.model_dump(exclude_none=True)
+        size = changes.get("image_size")
+        if isinstance(size, int):
+            changes["image_size"] = (size, size)
+        return changes
+
+
+class ProductCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=PRODUCT_NAME_PATTERN,
+        description="Lowercase letters, digits, '-' and '_'; 1 to 64 characters.",
+        examples=["bottle"],
+    )
+    settings: ProductSettings | None = None
+
+
+class ProductOut(BaseModel):
+    name: str = Field(examples=["bottle"])
+    created: str = Field(examples=["2026-02-20T09:30:00.000+00:00"])
+    settings: dict[str, Any] = Field(description="Full EngineConfig of the next fit.")
+    num_samples: int = Field(examples=[200])
+    active_version: str | None = Field(examples=["v2"])
+    fit_job: str | None = Field(None, description="Id of the unfinished fit job.")
+
+
+class SampleOut(BaseModel):
+    id: str = Field(examples=["3f2a9c0d51e7b8a4"])
+    sha256: str
+    filename: str = Field(examples=["000.png"])
+    format: str = Field(examples=["png"])
+    width: int = Field(examples=[512])
+    height: int = Field(examples=[512])
+    size_bytes: int
+    added: str
+
+
+class AcceptedSample(BaseModel):
+    id: str = Field(examples=["3f2a9c0d51e7b8a4"])
+    sha256: str
+    filename: str = Field(examples=["000.png"])
+    archive: str | None = Field(None, description="Zip the image came from.")
+    duplicate: bool = Field(description="True when these bytes were stored already.")
+    width: int
+    height: int
+
+
+class RejectedFile(BaseModel):
+    filename: str = Field(examples=["notes.txt"])
+    archive: str | None = None
+    reason: str = Field(examples=["not_an_image"])
+    detail: str
+
+
+class SamplesUploadOut(BaseModel):
+    accepted: list[AcceptedSample]
+    rejected: list[RejectedFile]
+    num_samples: int = Field(description="Good samples of the product after upload.")
+
+
+class FitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    settings: ProductSettings | None = Field(
+        None, description="Overrides of the product's settings for this fit only."
+    )
+    activate: bool = Field(True, description="Serve the new version once fitted.")
+
+
+class JobOut(BaseModel):
+    id: str = Field(examples=["6b1f0e9a2c4d4e7f8a9b0c1d2e3f4a5b"])
+    product: str = Field(examples=["bottle"])
+    state: JobState
+    progress: float = Field(ge=0, le=1, examples=[0.42])
+    stage: str | None = Field(examples=["coreset"])
+    error: str | None = None
+    model_version: str | None = Field(examples=["v3"])
+    activate: bool
+    settings: dict[str, Any]
+    created: str
+    started: str | None
+    finished: str | None
+
+
+class VersionOut(BaseModel):
+    version: str = Field(examples=["v2"])
+    active: bool
+    created: str
+    job_id: str | None
+    num_samples: int | None
+    threshold: float = Field(description="Decision threshold on the image score.")
+    threshold_override: dict[str, Any] | None = Field(
+        None, description="Threshold set with PATCH, if any."
+    )
+    summary: dict[str, Any] = Field(description="StructCoreModel.summary() at fit.")
+
+
+class ThresholdPatch(BaseModel):
+    """Exactly one of `threshold` and `target_false_reject_rate`."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"threshold": 1.5}]}
+    )
+
+    threshold: float | None = Field(None, description="Image score threshold.")
+    target_false_reject_rate: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Recalibrate the threshold to reject this share of good parts.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ThresholdPatch:
+        if (self.threshold is None) == (self.target_false_reject_rate is None):
+            msg = "send exactly one of 'threshold' and 'target_false_reject_rate'"
+            raise ValueError(msg)
+        return self
+
+
+class ScoreOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    product: str = Field(examples=["bottle"])
+    model_version: str = Field(examples=["v2"])
+    image_score: float = Field(description="Structure-aware image score.")
+    max_score: float = Field(description="Largest value of the anomaly map.")
+    structural_distance: float
+    descriptor: dict[str, float] = Field(
+        examples=[{"std": 0.31, "top1_mean": 2.4, "total_variation": 0.05}]
+    )
+    z_scores: dict[str, float]
+    threshold: float
+    is_anomalous: bool
+    normality: float = Field(
+        ge=0,
+        le=1,
+        description="Share of good calibration images that scored lower.",
+    )
+    width: int = Field(examples=[512])
+    height: int = Field(examples=[512])
+    timings_ms: dict[str, float]
+    anomaly_map_png: str | None = Field(
+        None, description="Base64 PNG of the anomaly map, when requested."
+    )
+
+
+class BatchScored(ScoreOut):
+    index: int = Field(description="Position of the file in the request.")
+    filename: str
+
+
+class BatchFailed(BaseModel):
+    index: int = Field(description="Position of the file in the request.")
+    filename: str
+    error: dict[str, Any] = Field(description="Problem object (RFC 9457).")
+
+
+class BatchOut(BaseModel):
+    product: str
+    model_version: str
+    results: list[BatchScored | BatchFailed]
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+    detail: str | None = None

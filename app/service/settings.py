@@ -1,0 +1,98 @@
+"""Service settings, read from STRUCTCORE_* environment variables."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.engine.imageio import DEFAULT_MAX_PIXELS
+
+logger = logging.getLogger(__name__)
+
+_MEGABYTE = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every tunable of the service. Each field reads STRUCTCORE_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="STRUCTCORE_", extra="ignore")
+
+    store_dir: Path = Field(
+        Path("models_store"),
+        description="Folder of the model registry: products, samples, versions.",
+    )
+    host: str = Field("0.0.0.0", description="Address uvicorn binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port uvicorn binds to.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="Torch device for fits and scoring; auto picks CUDA when present.",
+    )
+    max_upload_bytes: int = Field(
+        50 * _MEGABYTE, gt=0, description="Largest request body in bytes."
+    )
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_PIXELS,
+        gt=0,
+        description="Largest decoded image, in pixels (width x height).",
+    )
+    max_zip_members: int = Field(
+        2000,
+        gt=0,
+        description="Most files in one sample upload: multipart parts, and "
+        "members of each zip.",
+    )
+    max_zip_bytes: int = Field(
+        1024 * _MEGABYTE,
+        gt=0,
+        description="Largest total uncompressed size of one uploaded zip, in bytes.",
+    )
+    max_batch_images: int = Field(
+        64, gt=0, description="Most images one batch scoring request may contain."
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="When set, every route except /healthz, /readyz and /metrics "
+        "requires this value in the X-API-Key header.",
+    )
+    torch_threads: int | None = Field(
+        None, gt=0, description="Number of CPU threads torch may use (torch default)."
+    )
+    fit_workers: int = Field(1, gt=0, description="Fits that may run at once.")
+    log_level: str = Field("INFO", description="Level of the root logger.")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        """Treat STRUCTCORE_API_KEY="" as unset rather than as an empty key."""
+        return None if value == "" else value
+
+
+def resolve_device(requested: str) -> str:
+    """Return the torch device for a DEVICE setting, logging the choice.
+
+    Raises:
+        ValueError: "cuda" was requested but torch finds no CUDA device.
+    """
+    cuda_available = torch.cuda.is_available()
+    if requested == "auto":
+        device = "cuda" if cuda_available else "cpu"
+        logger.info(
+            "device auto-selected: %s (torch.cuda.is_available()=%s)",
+            device,
+            cuda_available,
+        )
+        return device
+
+    if requested == "cuda" and not cuda_available:
+        msg = (
+            "STRUCTCORE_DEVICE=cuda but torch finds no CUDA device; "
+            "set STRUCTCORE_DEVICE=cpu or auto"
+        )
+        raise ValueError(msg)
+    logger.info("device set by STRUCTCORE_DEVICE: %s", requested)
+    return requested
