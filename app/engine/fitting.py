@@ -192,7 +192,7 @@ def fit_model(
         threshold,
         info["fit_seconds"],
     )
-    return cls(
+    model = cls(
         config,
         backbone,
         bank,
@@ -202,3 +202,4 @@ def fit_model(
         (low, max(high, low + 1e-6)),
         info,
     )
+    return model, {"grid": grid, "coreset_rows": coreset_rows}

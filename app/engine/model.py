@@ -115,6 +115,7 @@ class StructCoreModel:
         self.threshold = float(threshold)
         self.map_range = (float(map_range[0]), float(map_range[1]))
         self.info = info
+        self.fit_artifacts: dict | None = None
 
     # ---- fitting -------------------------------------------------------
 
@@ -127,8 +128,12 @@ class StructCoreModel:
         progress: Progress | None = None,
         should_stop: Callable[[], bool] | None = None,
         device: str | None = None,
+        keep_artifacts: bool = False,
     ) -> StructCoreModel:
         """Fit a model on good images (HxWx3 uint8 RGB arrays).
+
+        With keep_artifacts the model keeps the training patch features and
+        coreset rows in `fit_artifacts`, for evaluations that recalibrate.
 
         Raises:
             InsufficientSamplesError: fewer than MIN_TRAIN_IMAGES images.
@@ -142,7 +147,11 @@ class StructCoreModel:
         backbone = load_backbone(
             config.backbone, config.weights_path, resolve_device(device)
         )
-        return fit_model(cls, images, config, backbone, progress, should_stop)
+        model, artifacts = fit_model(
+            cls, images, config, backbone, progress, should_stop
+        )
+        model.fit_artifacts = artifacts if keep_artifacts else None
+        return model
 
     # ---- scoring -------------------------------------------------------
 

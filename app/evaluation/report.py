@@ -1,0 +1,69 @@
+"""Markdown tables of structcore-eval results."""
+
+from __future__ import annotations
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _summary_table(results: list[dict]) -> list[str]:
+    lines = [
+        "| category | train | test | bank | image AUROC default | max pooling "
+        "| top-1 % mean | pixel AUROC | PRO (30 % FPR) | fit s | ms / image |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        auroc = r["image_auroc"]
+        lines.append(
+            f"| {r['category']} | {r['num_train']} | {r['num_test']} "
+            f"| {r['bank_size']} | {_fmt(auroc['default'])} | {_fmt(auroc['max'])} "
+            f"| {_fmt(auroc['top1_mean'])} | {_fmt(r['pixel_auroc'])} "
+            f"| {_fmt(r['pro'])} | {_fmt(r['fit_seconds'], 1)} "
+            f"| {_fmt(r['ms_per_image'], 1)} |"
+        )
+    return lines
+
+
+def _ablation_table(result: dict) -> list[str]:
+    rows = result["ablation"]
+    scales = [k for k in rows[0] if k.startswith("auroc_hybrid_x")]
+    header = " | ".join(f"hybrid λ×{k.removeprefix('auroc_hybrid_x')}" for k in scales)
+    lines = [
+        f"**{result['category']}**: max pooling {_fmt(result['image_auroc']['max'])}; "
+        f"mean max score of good test maps "
+        f"{_fmt(result['calibration_bias']['good_test_max_mean'], 2)}, "
+        f"of naive calibration maps "
+        f"{_fmt(result['calibration_bias']['naive_max_mean'], 2)}, "
+        f"of cross-fitted ones {_fmt(result['calibration_bias']['crossfit_max_mean'], 2)}.",
+        "",
+        f"| calibration | descriptor map | norm | λ | D alone | {header} |",
+        "|---|---|---|---|---|" + "---|" * len(scales),
+    ]
+    for row in rows:
+        cells = " | ".join(_fmt(row[k]) for k in scales)
+        lines.append(
+            f"| {row['calibration']} | {row['descriptor_map']} | {row['norm']} "
+            f"| {_fmt(row['lambda'], 2)} | {_fmt(row['auroc_distance'])} | {cells} |"
+        )
+    return lines
+
+
+def markdown_report(document: dict) -> str:
+    """Render the summary table and one ablation table per category."""
+    lines = [
+        f"Command: `{document['command']}`  ",
+        f"Date: {document['date']}; machine: {document['machine']['processor']}, "
+        f"{document['machine']['cpu_threads']} torch threads "
+        f"({document['machine']['platform']})",
+        "",
+        *_summary_table(document["results"]),
+        "",
+    ]
+    for result in document["results"]:
+        lines.extend([*_ablation_table(result), ""])
+    return "\n".join(lines)
