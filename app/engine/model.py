@@ -72,6 +72,10 @@ class ScoreResult:
         return data
 
 
+def _named(values: np.ndarray) -> dict[str, float]:
+    return {name: float(v) for name, v in zip(DESCRIPTOR_NAMES, values, strict=True)}
+
+
 def resolve_device(device: str | None) -> str:
     """Return "cuda" when asked or available under "auto"/None, else "cpu"."""
     if device in (None, "auto"):

@@ -40,20 +40,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="structcore-eval", description=__doc__)
     parser.add_argument("root", type=Path, help="category folder or a root above them")
     parser.add_argument(
-        "--category", action="append", default=[],
+        "--category",
+        action="append",
+        default=[],
         help="evaluate only this category name (repeatable)",
     )
     parser.add_argument(
-        "--set", dest="settings", action="append", default=[], type=_parse_setting,
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        type=_parse_setting,
         metavar="KEY=VALUE",
         help="engine setting, value as JSON (e.g. --set image_size=[320,320])",
     )
     parser.add_argument(
-        "--max-train", type=int, default=None,
+        "--max-train",
+        type=int,
+        default=None,
         help="use at most this many training images per category",
     )
     parser.add_argument(
-        "--output", type=Path, default=None,
+        "--output",
+        type=Path,
+        default=None,
         help="folder for results.json and results.md (default results/<time>)",
     )
     parser.add_argument(
@@ -74,7 +84,9 @@ def _json_safe(value):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -97,17 +109,20 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("evaluating %s", folder)
         results.append(evaluate_category(load_category(folder), config, args.max_train))
 
-    document = _json_safe({
-        "command": "structcore-eval " + " ".join(sys.argv[1:] if argv is None else argv),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_threads": torch.get_num_threads(),
-        },
-        "config": config.to_dict(),
-        "results": results,
-    })
+    document = _json_safe(
+        {
+            "command": "structcore-eval "
+            + " ".join(sys.argv[1:] if argv is None else argv),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "machine": {
+                "platform": platform.platform(),
+                "processor": platform.processor() or platform.machine(),
+                "cpu_threads": torch.get_num_threads(),
+            },
+            "config": config.to_dict(),
+            "results": results,
+        }
+    )
     (output / "results.json").write_text(json.dumps(document, indent=2))
     (output / "results.md").write_text(markdown_report(document))
     print(markdown_report(document))

@@ -33,13 +33,12 @@ def _ablation_table(result: dict) -> list[str]:
     rows = result["ablation"]
     scales = [k for k in rows[0] if k.startswith("auroc_hybrid_x")]
     header = " | ".join(f"hybrid λ×{k.removeprefix('auroc_hybrid_x')}" for k in scales)
+    bias = result["calibration_bias"]
     lines = [
         f"**{result['category']}**: max pooling {_fmt(result['image_auroc']['max'])}; "
-        f"mean max score of good test maps "
-        f"{_fmt(result['calibration_bias']['good_test_max_mean'], 2)}, "
-        f"of naive calibration maps "
-        f"{_fmt(result['calibration_bias']['naive_max_mean'], 2)}, "
-        f"of cross-fitted ones {_fmt(result['calibration_bias']['crossfit_max_mean'], 2)}.",
+        f"mean max score of good test maps {_fmt(bias['good_test_max_mean'], 2)}, "
+        f"of naive calibration maps {_fmt(bias['naive_max_mean'], 2)}, "
+        f"of cross-fitted ones {_fmt(bias['crossfit_max_mean'], 2)}.",
         "",
         f"| calibration | descriptor map | norm | λ | D alone | {header} |",
         "|---|---|---|---|---|" + "---|" * len(scales),

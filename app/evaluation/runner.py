@@ -127,13 +127,18 @@ def evaluate_category(
     calibrations = {}
     for mode in ("naive", "crossfit"):
         cal_grids = calibration_grids(
-            artifacts["grid"], model.bank, artifacts["coreset_rows"], mode,
-            config.crossfit_folds, config.seed,
+            artifacts["grid"],
+            model.bank,
+            artifacts["coreset_rows"],
+            mode,
+            config.crossfit_folds,
+            config.seed,
         )
         calibrations[mode] = _describe(cal_grids, config)[0]
 
-    masks = np.stack([_crop(_load_mask(i, config.image_size), config)
-                      for i in category.test])
+    masks = np.stack(
+        [_crop(_load_mask(i, config.image_size), config) for i in category.test]
+    )
     good = labels == 0
     top_index = DESCRIPTOR_INDEX["top1_mean"]
     return {
@@ -156,10 +161,14 @@ def evaluate_category(
         "pro": pro_score(masks, maps),
         "calibration_bias": {
             "good_test_max_mean": float(test.maxima[good].mean()),
-            **{f"{m}_max_mean": float(c.maxima.mean()) for m, c in calibrations.items()},
+            **{
+                f"{m}_max_mean": float(c.maxima.mean()) for m, c in calibrations.items()
+            },
         },
         "threshold": model.threshold,
-        "false_reject_rate_on_good_test": float(np.mean(np.array(scores)[good] > model.threshold)),
+        "false_reject_rate_on_good_test": float(
+            np.mean(np.array(scores)[good] > model.threshold)
+        ),
         "ablation": _ablation(labels, test, calibrations),
     }
 
