@@ -203,9 +203,9 @@ class FitJobs:
         logger.info("fit job %s started for product %s", job.id, job.product)
         try:
             self._fit_and_store(job, config)
-        except FitCancelledError:
+        except FitCancelledError as exc:
             self._finish(job, "cancelled")
-            logger.info("fit job %s cancelled", job.id)
+            logger.info("fit job %s cancelled at stage %s: %s", job.id, job.stage, exc)
         except Exception as exc:
             self._finish(job, "failed", f"{type(exc).__name__}: {exc}")
             logger.exception("fit job %s for product %s failed", job.id, job.product)
