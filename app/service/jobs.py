@@ -136,8 +136,8 @@ class FitJobs:
                 settings=config.to_dict(),
             )
             self._jobs[job.id] = job
+            logger.info("fit job %s queued for product %s", job.id, product)
             job.future = self._executor.submit(self._run, job, config)
-        logger.info("fit job %s queued for product %s", job.id, product)
         return job
 
     def _forget_old_jobs(self) -> None:

@@ -158,12 +158,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def run() -> None:
     """Start uvicorn with the app built from STRUCTCORE_* settings."""
     settings = Settings()
+    # The access log middleware writes one line per request already.
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        access_log=False,
     )
 
 
-app = create_app()
+# Created by __getattr__ below on first access.
+app: FastAPI
+
+
+def __getattr__(name: str) -> FastAPI:
+    """Build `app` on first access, for `uvicorn app.service.main:app`.
+
+    Building it lazily keeps imports of this module free of side effects, so
+    `run()` and the tests create only the apps they configure.
+    """
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    global app
+    app = create_app()
+    return app

@@ -14,12 +14,15 @@ logger = logging.getLogger(__name__)
 
 
 def _too_large(limit: int, size: int | None) -> ProblemError:
-    sent = f"{size} bytes" if size is not None else "more bytes"
+    if size is not None:
+        sent = f"request body has {size} bytes, more than the limit of {limit} bytes"
+    else:
+        sent = f"request body is larger than the limit of {limit} bytes"
     return ProblemError(
         413,
         "upload_too_large",
-        f"request body has {sent} than the limit of {limit} bytes; send a "
-        "smaller file, split the upload, or raise STRUCTCORE_MAX_UPLOAD_BYTES",
+        f"{sent}; send a smaller file, split the upload, or raise "
+        "STRUCTCORE_MAX_UPLOAD_BYTES",
         limit=limit,
     )
 

@@ -65,7 +65,7 @@ def _build_outcome(
         "height": height,
         "timings_ms": {
             "decode": timings_ms["decode"],
-            **{f"engine_{stage}": ms for stage, ms in engine_timings.items()},
+            **{f"engine_{stage}": round(ms, 3) for stage, ms in engine_timings.items()},
             "encode": timings_ms["encode"],
         },
     }

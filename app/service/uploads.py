@@ -11,7 +11,8 @@ from typing import BinaryIO
 
 import numpy as np
 from fastapi import Request
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.engine.imageio import ImageDecodeError, decode_image
 from app.service.problems import ProblemError
@@ -132,11 +133,34 @@ def _require_data(upload: Upload) -> Upload:
     return upload
 
 
+async def _read_form(request: Request, max_files: int) -> FormData:
+    """Parse a multipart body, turning Starlette's 400 errors into problems."""
+    try:
+        return await request.form(max_files=max_files, max_fields=16)
+    except StarletteHTTPException as exc:
+        if isinstance(exc, ProblemError):
+            raise
+        if "Too many files" in str(exc.detail):
+            raise ProblemError(
+                413,
+                "too_many_files",
+                f"multipart body has more than {max_files} files; send at most "
+                f"{max_files} per request",
+                limit=max_files,
+            ) from exc
+        raise ProblemError(
+            400,
+            "invalid_multipart",
+            f"multipart body is invalid ({exc.detail}); send multipart/form-data "
+            "with a boundary, as curl -F does",
+        ) from exc
+
+
 async def read_single_image(request: Request) -> Upload:
     """Read one image sent as multipart part `file` or as a raw image body."""
     media = media_type(request)
     if media == MULTIPART:
-        form = await request.form(max_files=1, max_fields=16)
+        form = await _read_form(request, max_files=1)
         part = form.get("file")
         if not isinstance(part, UploadFile):
             raise ProblemError(
@@ -165,7 +189,7 @@ async def read_file_parts(request: Request, max_files: int) -> list[UploadFile]:
         raise _unsupported_media_type(
             media, "multipart/form-data with one or more parts named 'files'"
         )
-    form = await request.form(max_files=max_files, max_fields=16)
+    form = await _read_form(request, max_files)
     parts = [part for part in form.getlist("files") if isinstance(part, UploadFile)]
     if not parts:
         raise ProblemError(

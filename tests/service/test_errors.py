@@ -104,6 +104,19 @@ def test_malformed_multipart(client: TestClient, product: str) -> None:
 
     assert response.status_code == 400
     assert response.headers["content-type"] == PROBLEM
+    assert response.json()["reason"] == "invalid_multipart"
+
+
+def test_too_many_files(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "store", max_zip_members=2)
+    files = [(f"{i}.png", noise_png(8, 8, seed=i)) for i in range(3)]
+    with TestClient(create_app(settings)) as client:
+        client.post("/products", json={"name": "few"})
+        response = upload(client, "few", files)
+
+    assert response.status_code == 413
+    assert response.json()["reason"] == "too_many_files"
+    assert response.json()["limit"] == 2
 
 
 def test_too_few_samples(client: TestClient, product: str) -> None:
