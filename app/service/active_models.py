@@ -18,6 +18,12 @@ class NoActiveModelError(StoreError):
     reason = "no_active_model"
 
 
+class ModelLoadError(StoreError):
+    """A stored version exists but cannot be loaded (damaged or incompatible)."""
+
+    reason = "model_load_failed"
+
+
 class ActiveModels:
     """Cache of the model that serves scoring requests for each product.
 
@@ -65,14 +71,14 @@ class ActiveModels:
                     f"POST /products/{product}/fit"
                 )
                 raise NoActiveModelError(msg)
-            model = self.store.load_model(product, version, self.device)
+            model = self._load(product, version)
             logger.info("loaded model %s/%s", product, version)
             return self._install(product, version, model)
 
     def activate(self, product: str, version: str) -> tuple[str, StructCoreModel]:
         """Load a stored version, point the store at it and serve it."""
         with self._locked(product):
-            model = self.store.load_model(product, version, self.device)
+            model = self._load(product, version)
             self.store.set_active(product, version)
             logger.info("activated model %s/%s", product, version)
             return self._install(product, version, model)
@@ -100,6 +106,22 @@ class ActiveModels:
         with self._locked(product):
             self._entries.pop(product, None)
         self.metrics.forget_product(product)
+
+    def _load(self, product: str, version: str) -> StructCoreModel:
+        try:
+            return self.store.load_model(product, version, self.device)
+        except StoreError:
+            raise
+        # The engine raises ValueError for an incompatible format or backbone,
+        # BackboneWeightsError (a RuntimeError) for missing weights, and numpy
+        # and faiss raise OSError or RuntimeError for damaged files.
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            logger.exception("loading model %s/%s failed", product, version)
+            msg = (
+                f"model {product}/{version} could not be loaded: {exc}; activate "
+                "another version or fit a new one"
+            )
+            raise ModelLoadError(msg) from exc
 
     def _install(
         self, product: str, version: str, model: StructCoreModel

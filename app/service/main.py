@@ -13,7 +13,13 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from app.service.active_models import ActiveModels, NoActiveModelError
+from app.engine.backbone import load_backbone
+from app.engine.config import EngineConfig
+from app.service.active_models import (
+    ActiveModels,
+    ModelLoadError,
+    NoActiveModelError,
+)
 from app.service.context import Services
 from app.service.jobs import FitJobs
 from app.service.metrics import ServiceMetrics
@@ -44,6 +50,7 @@ _STORE_ERROR_STATUS: dict[type[StoreError], int] = {
     ProductExistsError: 409,
     ActiveVersionError: 409,
     NoActiveModelError: 409,
+    ModelLoadError: 500,
 }
 # Side of the blank image scored once per loaded model to warm the backbone.
 _WARMUP_SIDE = 64
@@ -70,19 +77,40 @@ async def _handle_store_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _warm_up(services: Services) -> None:
-    """Load every product's active model and score one blank image with it."""
+    """Load the default backbone and every active model, then mark ready.
+
+    Each active model scores one blank image, so the first request does not
+    pay for lazy initialisation. A model that fails to load is logged and
+    skipped, because the other products can still be served.
+    """
+    default = EngineConfig()
     try:
-        for product in services.store.list_products():
+        load_backbone(default.backbone, default.weights_path, services.device)
+    except Exception as exc:
+        services.startup_error = f"backbone {default.backbone} failed to load: {exc}"
+        logger.exception("warm-up failed; /readyz returns 503")
+        return
+
+    try:
+        products = services.store.list_products()
+    except (OSError, ValueError, KeyError) as exc:
+        services.startup_error = f"store {services.store.root} is unreadable: {exc}"
+        logger.exception("warm-up failed; /readyz returns 503")
+        return
+
+    blank = np.zeros((_WARMUP_SIDE, _WARMUP_SIDE, 3), dtype=np.uint8)
+    for product in products:
+        try:
             if services.store.active_version(product.name) is None:
                 continue
             version, model = services.models.get(product.name)
-            blank = np.zeros((_WARMUP_SIDE, _WARMUP_SIDE, 3), dtype=np.uint8)
             model.score(blank)
-            logger.info("warmed model %s/%s", product.name, version)
-    except Exception as exc:
-        services.startup_error = f"warm-up failed: {type(exc).__name__}: {exc}"
-        logger.exception("warm-up failed; /readyz reports 503")
-        return
+        except ModelLoadError:
+            continue  # ActiveModels has logged the cause.
+        except Exception:
+            logger.exception("warming product %s failed", product.name)
+            continue
+        logger.info("warmed model %s/%s", product.name, version)
     services.ready.set()
     logger.info("service ready")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -185,3 +186,33 @@ def test_leftover_temp_folder_removed(fitted: Fitted) -> None:
 
     assert not leftover.exists()
     assert [v["version"] for v in listed] == [v["version"] for v in versions]
+
+
+def test_damaged_version_is_problem(fitted: Fitted, tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    shutil.copytree(fitted.store_dir / fitted.product, store_dir / fitted.product)
+    model_json = store_dir / fitted.product / "models" / fitted.version / "model.json"
+    model_json.write_text("{not json")
+
+    with TestClient(create_app(make_settings(store_dir))) as client:
+        ready = wait_ready(client)
+        response = client.post(
+            f"/products/{fitted.product}/score",
+            content=fitted.good[0].read_bytes(),
+            headers={"content-type": "image/png"},
+        )
+
+    assert ready.status_code == 200
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["reason"] == "model_load_failed"
+    assert fitted.version in response.json()["detail"]
+
+
+def wait_ready(client: TestClient) -> Any:
+    deadline = time.monotonic() + 120
+    response = client.get("/readyz")
+    while response.status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        response = client.get("/readyz")
+    return response
