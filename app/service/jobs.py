@@ -72,8 +72,8 @@ class FitJob:
 class FitJobs:
     """Queue of fit jobs, at most one unfinished job per product.
 
-    Jobs live in memory only, so a restart forgets them. A fit killed with the
-    process leaves only a temporary folder, which ModelStore.recover deletes.
+    Jobs live in memory only, so a restart loses them. A fit killed with the
+    process leaves at most a temporary folder, which ModelStore.recover deletes.
     """
 
     def __init__(

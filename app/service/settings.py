@@ -33,26 +33,26 @@ class Settings(BaseSettings):
         description="Torch device for fits and scoring; auto picks CUDA when present.",
     )
     max_upload_bytes: int = Field(
-        50 * _MEGABYTE, gt=0, description="Largest request body in bytes."
+        50 * _MEGABYTE, gt=0, description="Maximum request body size in bytes."
     )
     max_image_pixels: int = Field(
         DEFAULT_MAX_PIXELS,
         gt=0,
-        description="Largest decoded image, in pixels (width x height).",
+        description="Maximum decoded image size in pixels (width x height).",
     )
     max_zip_members: int = Field(
         2000,
         gt=0,
-        description="Most files in one sample upload: multipart parts, and "
-        "members of each zip.",
+        description="Maximum number of files in one sample upload: multipart parts, "
+        "and members of each zip.",
     )
     max_zip_bytes: int = Field(
         1024 * _MEGABYTE,
         gt=0,
-        description="Largest total uncompressed size of one uploaded zip, in bytes.",
+        description="Maximum total uncompressed size of one uploaded zip, in bytes.",
     )
     max_batch_images: int = Field(
-        64, gt=0, description="Most images one batch scoring request may contain."
+        64, gt=0, description="Maximum number of images in one batch scoring request."
     )
     api_key: SecretStr | None = Field(
         None,
@@ -62,7 +62,9 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(
         None, gt=0, description="Number of CPU threads torch may use (torch default)."
     )
-    fit_workers: int = Field(1, gt=0, description="Fits that may run at once.")
+    fit_workers: int = Field(
+        1, gt=0, description="Maximum number of fits running at once."
+    )
     log_level: str = Field("INFO", description="Level of the root logger.")
 
     @field_validator("api_key", mode="before")

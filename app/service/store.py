@@ -17,6 +17,7 @@ either the old state or the new one. `recover` deletes what a crash left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -214,7 +215,12 @@ class ModelStore:
             for path in self.root.glob("*/product.json")
             if is_valid_product_name(path.parent.name)
         )
-        return [self.get_product(name) for name in names]
+        products = []
+        for name in names:
+            # A product deleted by another thread since the glob is skipped.
+            with contextlib.suppress(ProductNotFoundError, FileNotFoundError):
+                products.append(self.get_product(name))
+        return products
 
     def delete_product(self, name: str) -> None:
         """Remove a product with its samples and versions.
@@ -280,11 +286,13 @@ class ModelStore:
 
     def list_samples(self, product: str) -> list[Sample]:
         samples_dir = self._existing_product_dir(product) / "samples"
-        samples = [
-            self._read_sample(path)
-            for path in samples_dir.glob("*.json")
-            if not path.name.startswith(_TEMP_PREFIX)
-        ]
+        samples = []
+        for path in samples_dir.glob("*.json"):
+            if path.name.startswith(_TEMP_PREFIX):
+                continue
+            # A sample deleted by another thread since the glob is skipped.
+            with contextlib.suppress(FileNotFoundError):
+                samples.append(self._read_sample(path))
         return sorted(samples, key=lambda sample: (sample.added, sample.sha256))
 
     def count_samples(self, product: str) -> int:
@@ -381,7 +389,12 @@ class ModelStore:
             (p.name for p in models_dir.iterdir() if _VERSION_RE.fullmatch(p.name)),
             key=_version_number,
         )
-        return [self.get_version(product, version) for version in versions]
+        infos = []
+        for version in versions:
+            # A version deleted by another thread since the listing is skipped.
+            with contextlib.suppress(VersionNotFoundError, FileNotFoundError):
+                infos.append(self.get_version(product, version))
+        return infos
 
     def delete_version(self, product: str, version: str) -> None:
         """Delete a version that is not the active one."""
