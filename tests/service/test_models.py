@@ -101,7 +101,7 @@ def test_cancel_running_fit(fitted: Fitted) -> None:
     base = f"/products/{fitted.product}"
     versions_before = client.get(f"{base}/models").json()
     # A larger working size than the shared fit's makes this fit last seconds.
-    body = {"settings": {"image_size": 256}, "activate": False}
+    body = {"settings": {"image_size": 512}, "activate": False}
 
     job = client.post(f"{base}/fit", json=body).json()
     wait_until_running(client, job["id"])

@@ -169,8 +169,8 @@ def test_uvicorn_fit_score_restart(mvtec_bottle: Path, tmp_path: Path) -> None:
 
 def kill_during_fit(server: Server) -> None:
     """Start a slow fit and kill the server with SIGKILL while it runs."""
-    # Twice the working size of the first fit, so this one lasts seconds.
-    body = {"settings": {"image_size": 256}}
+    # Four times the working size of the first fit, so this one lasts seconds.
+    body = {"settings": {"image_size": 512}}
     job = server.client.post("/products/bottle/fit", json=body).json()
     deadline = time.monotonic() + 60
     while job["state"] == "queued" or job["progress"] < 0.1:
