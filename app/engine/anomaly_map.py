@@ -17,21 +17,33 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
+def _mirror_indices(size: int, pad: int, device) -> torch.Tensor:
+    """Indices that extend a side of `size` by `pad` on both ends by mirroring.
+
+    Mirroring repeats as often as needed (d c b | a b c d | c b a ...), which
+    is scipy.ndimage's "mirror" mode; torch's reflect padding stops at one
+    side's length.
+    """
+    positions = torch.arange(-pad, size + pad, device=device)
+    if size == 1:
+        return torch.zeros_like(positions)
+    period = 2 * (size - 1)
+    folded = positions.remainder(period)
+    return torch.where(folded < size, folded, period - folded)
+
+
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Blur (B, H, W) maps with a separable Gaussian, reflecting at borders."""
+    """Blur (B, H, W) maps with a separable Gaussian, mirroring at borders."""
     if sigma <= 0:
         return maps
     kernel = _gaussian_kernel(sigma).to(maps.device)
     radius = (kernel.numel() - 1) // 2
+    height, width = maps.shape[-2:]
     x = maps.unsqueeze(1)
-    height, width = x.shape[-2:]
-    # Reflect padding needs the pad to be smaller than the side.
-    pad_w = min(radius, width - 1)
-    pad_h = min(radius, height - 1)
-    x = F.pad(x, (pad_w, pad_w, 0, 0), mode="reflect" if pad_w else "replicate")
-    x = F.conv2d(x, kernel[radius - pad_w : radius + pad_w + 1].view(1, 1, 1, -1))
-    x = F.pad(x, (0, 0, pad_h, pad_h), mode="reflect" if pad_h else "replicate")
-    x = F.conv2d(x, kernel[radius - pad_h : radius + pad_h + 1].view(1, 1, -1, 1))
+    x = x.index_select(3, _mirror_indices(width, radius, maps.device))
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1))
+    x = x.index_select(2, _mirror_indices(height, radius, maps.device))
+    x = F.conv2d(x, kernel.view(1, 1, -1, 1))
     return x.squeeze(1)
 
 

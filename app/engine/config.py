@@ -35,6 +35,8 @@ class EngineConfig:
         calibration: "crossfit" scores each fold of good images with a bank
             built without it; "naive" reuses the final bank on its own images.
         crossfit_folds: folds of the cross-fit.
+        calibration_images: most good images whose maps calibrate the
+            descriptor and threshold; more are sampled at random.
         structure_weight: lambda; None matches it to the calibration scores.
         target_false_reject_rate: share of good images allowed above the
             decision threshold.
@@ -55,12 +57,15 @@ class EngineConfig:
     distance_norm: str = "l2"
     calibration: str = "crossfit"
     crossfit_folds: int = 5
+    calibration_images: int = 200
     structure_weight: float | None = None
     target_false_reject_rate: float = 0.01
     batch_size: int = 8
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            _check_type(item.name, getattr(self, item.name), item.type)
         object.__setattr__(self, "image_size", _pair("image_size", self.image_size))
         if self.center_crop is not None:
             crop = _pair("center_crop", self.center_crop)
@@ -81,6 +86,11 @@ class EngineConfig:
                 raise ValueError(
                     f"{name} must be at least 1, got {getattr(self, name)}"
                 )
+        if self.calibration_images < 2:
+            msg = (
+                f"calibration_images must be at least 2, got {self.calibration_images}"
+            )
+            raise ValueError(msg)
         if self.crossfit_folds < 2:
             msg = f"crossfit_folds must be at least 2, got {self.crossfit_folds}"
             raise ValueError(msg)
@@ -117,14 +127,39 @@ class EngineConfig:
         return EngineConfig.from_dict({**self.to_dict(), **changes})
 
 
+_TYPE_CHECKS = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "a number",
+    ),
+    "str": (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def _check_type(name: str, value, annotation: str) -> None:
+    """Raise ValueError naming the field when `value` has the wrong type."""
+    base, _, optional = annotation.partition(" | ")
+    if base not in _TYPE_CHECKS or (optional == "None" and value is None):
+        return
+    check, expected = _TYPE_CHECKS[base]
+    if not check(value):
+        msg = f"{name} must be {expected}, got {value!r}"
+        raise ValueError(msg)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _pair(name: str, value) -> tuple[int, int]:
-    if isinstance(value, int):
+    if _is_int(value):
         value = (value, value)
-    try:
-        height, width = (int(v) for v in value)
-    except (TypeError, ValueError):
+    pair = tuple(value) if isinstance(value, list | tuple) else ()
+    if len(pair) != 2 or not all(_is_int(v) for v in pair):
         msg = f"{name} must be [height, width] in pixels, got {value!r}"
-        raise ValueError(msg) from None
+        raise ValueError(msg)
+    height, width = pair
     if not (32 <= height <= 2048 and 32 <= width <= 2048):
         msg = f"{name} sides must be between 32 and 2048 pixels, got {value!r}"
         raise ValueError(msg)

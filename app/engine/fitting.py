@@ -73,37 +73,51 @@ def fold_of_images(count: int, folds: int, seed: int) -> np.ndarray:
     return assignment
 
 
+def calibration_images(count: int, limit: int, seed: int) -> np.ndarray:
+    """Pick at most `limit` training images (sorted indices) to calibrate on."""
+    if count <= limit:
+        return np.arange(count)
+    chosen = np.random.default_rng(seed + 1).choice(count, limit, replace=False)
+    return np.sort(chosen)
+
+
 def calibration_grids(
     grid: np.ndarray,
     bank: MemoryBank,
     coreset_rows: np.ndarray,
-    mode: str,
-    folds: int,
-    seed: int,
+    config: EngineConfig,
+    mode: str | None = None,
     report: Callable[[str, float], None] | None = None,
 ) -> np.ndarray:
-    """Score the training images' patches for calibration.
+    """Score training images' patches for calibration, one grid per image.
 
-    "naive" searches the final bank, which contains each image's own patches,
-    so its scores are biased low. "crossfit" scores each fold of images with
-    the final coreset minus the rows that came from that fold, so no image is
-    scored against its own patches.
+    At most config.calibration_images images are scored (chosen at random),
+    because the search cost grows with images x bank size, i.e. with the
+    square of the training set. "naive" searches the final bank, which
+    contains each image's own patches, so its scores are biased low.
+    "crossfit" scores each fold of images with the final coreset minus the
+    rows that came from that fold, so no image is scored against its own
+    patches.
     """
+    mode = mode or config.calibration
     count, height, width, channels = grid.shape
+    chosen = calibration_images(count, config.calibration_images, config.seed)
     if mode == "naive":
-        rows = grid.reshape(-1, channels)
-        return bank.patch_scores(rows).reshape(count, height, width)
+        rows = grid[chosen].reshape(-1, channels)
+        return bank.patch_scores(rows).reshape(len(chosen), height, width)
 
-    folds = min(folds, count)
-    fold = fold_of_images(count, folds, seed)
+    folds = min(config.crossfit_folds, count)
+    fold = fold_of_images(count, folds, config.seed)
     source_image = coreset_rows // (height * width)
-    scores = np.empty((count, height, width), dtype=np.float32)
+    scores = np.empty((len(chosen), height, width), dtype=np.float32)
     for f in range(folds):
         if report is not None:
             report("calibration", f / folds)
-        held_out = np.flatnonzero(fold == f)
+        held_out = np.flatnonzero(fold[chosen] == f)
+        if held_out.size == 0:
+            continue
         fold_bank = bank.subset(np.flatnonzero(fold[source_image] != f))
-        rows = grid[held_out].reshape(-1, channels)
+        rows = grid[chosen[held_out]].reshape(-1, channels)
         scores[held_out] = fold_bank.patch_scores(rows).reshape(-1, height, width)
     return scores
 
@@ -155,15 +169,7 @@ def fit_model(
     bank = MemoryBank(rows[coreset_rows], config.index_type, config.num_neighbors)
     clock.lap("coreset")
 
-    grids = calibration_grids(
-        grid,
-        bank,
-        coreset_rows,
-        config.calibration,
-        config.crossfit_folds,
-        config.seed,
-        report,
-    )
+    grids = calibration_grids(grid, bank, coreset_rows, config, report=report)
     descriptors, maxima, medians = describe_grids(grids, config)
     calibration = calibrate(
         descriptors, maxima, config.distance_norm, config.structure_weight

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+logger = logging.getLogger(__name__)
+
 INDEX_TYPES = ("flat", "ivfpq")
+
+# Fewest rows for IVF-PQ: 8-bit product quantisation trains 256 centroids per
+# sub-vector, and faiss wants about 39 training points per centroid.
+MIN_IVFPQ_ROWS = 256 * 39
 
 # IVF-PQ layout: about 4 * sqrt(M) inverted lists (a common faiss rule of thumb)
 # and 8-bit codes of 8 sub-vectors; lists probed per query trade recall for speed.
@@ -59,6 +66,17 @@ class MemoryBank:
             if index_type == "flat":
                 index = faiss.IndexFlatL2(features.shape[1])
                 index.add(features)
+            elif len(features) < MIN_IVFPQ_ROWS:
+                # Exact search is cheap at this size and IVF-PQ cannot train.
+                logger.warning(
+                    "memory bank has %d rows, fewer than the %d IVF-PQ needs; "
+                    "using exact search",
+                    len(features),
+                    MIN_IVFPQ_ROWS,
+                )
+                self.index_type = "flat"
+                index = faiss.IndexFlatL2(features.shape[1])
+                index.add(features)
             else:
                 index = _ivfpq_index(features)
                 index.add(features)
@@ -86,6 +104,7 @@ class MemoryBank:
     def load(cls, directory: Path, index_type: str, num_neighbors: int) -> MemoryBank:
         features = np.load(directory / "bank.npy")
         index = None
-        if index_type != "flat":
+        if (directory / "bank.faiss").is_file():
             index = faiss.read_index(str(directory / "bank.faiss"))
-        return cls(features, index_type, num_neighbors, index=index)
+        stored_type = index_type if index is not None else "flat"
+        return cls(features, stored_type, num_neighbors, index=index)

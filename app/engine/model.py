@@ -188,6 +188,16 @@ class StructCoreModel:
 
     def _score_chunk(self, images: Sequence[np.ndarray]) -> list[ScoreResult]:
         grid, seconds = self.patch_score_grid(images)
+        return self.results_from_grid(grid, images, seconds)
+
+    def results_from_grid(
+        self,
+        grid: torch.Tensor,
+        images: Sequence[np.ndarray],
+        seconds: dict[str, float] | None = None,
+    ) -> list[ScoreResult]:
+        """Turn (B, h, w) patch scores of `images` into score results."""
+        seconds = seconds or {}
         clock = _Stopwatch()
         maps = anomaly_maps(grid, self.config.input_size, self.config.blur_sigma)
         clock.lap("anomaly_map")

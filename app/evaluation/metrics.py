@@ -40,17 +40,21 @@ def pro_score(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = PRO_FPR_LI
     if not regions or normal.size == 0:
         return float("nan")
 
-    # Thresholds at the normal-pixel quantiles that span FPR 0 .. fpr_limit.
-    fprs = np.linspace(0.0, fpr_limit, 301)
-    positions = np.clip(
-        np.ceil((1.0 - fprs) * normal.size).astype(int), 0, normal.size - 1
-    )
-    thresholds = normal[positions]
-    actual_fpr = 1.0 - np.searchsorted(normal, thresholds, side="left") / normal.size
-    overlaps = np.mean(
+    # Thresholds at up to 1000 levels of all pixel values plus one above the
+    # maximum, where FPR and PRO are both 0; a pixel counts at or above.
+    levels = np.unique(np.quantile(maps, np.linspace(0.0, 1.0, 1000)))
+    thresholds = np.append(levels, np.nextafter(maps.max(), np.inf))
+    fpr = 1.0 - np.searchsorted(normal, thresholds, side="left") / normal.size
+    pro = np.mean(
         [1.0 - np.searchsorted(r, thresholds, side="left") / r.size for r in regions],
         axis=0,
     )
-    order = np.argsort(actual_fpr)
-    fpr_sorted = np.clip(actual_fpr[order], 0.0, fpr_limit)
-    return float(np.trapezoid(overlaps[order], fpr_sorted) / fpr_limit)
+    order = np.lexsort((pro, fpr))
+    fpr, pro = fpr[order], pro[order]
+
+    # Cut the curve at fpr_limit, interpolating the point on the limit.
+    inside = fpr <= fpr_limit
+    cut_pro = np.interp(fpr_limit, fpr, pro) if fpr[-1] > fpr_limit else pro[-1]
+    curve_fpr = np.append(fpr[inside], fpr_limit)
+    curve_pro = np.append(pro[inside], cut_pro)
+    return float(np.trapezoid(curve_pro, curve_fpr) / fpr_limit)

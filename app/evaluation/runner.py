@@ -117,9 +117,10 @@ def evaluate_category(
     for start in tqdm(range(0, len(category.test), 8), desc="score test"):
         images = [decode_image_file(i.path) for i in category.test[start : start + 8]]
         began = time.perf_counter()
-        results = model.score_batch(images)
+        grid, _ = model.patch_score_grid(images)
+        results = model.results_from_grid(grid, images)
         elapsed += time.perf_counter() - began
-        grids.append(model.patch_score_grid(images)[0].numpy())
+        grids.append(grid.numpy())
         scores.extend(r.image_score for r in results)
     test, maps = _describe(np.concatenate(grids), config, keep_maps=True)
 
@@ -127,12 +128,7 @@ def evaluate_category(
     calibrations = {}
     for mode in ("naive", "crossfit"):
         cal_grids = calibration_grids(
-            artifacts["grid"],
-            model.bank,
-            artifacts["coreset_rows"],
-            mode,
-            config.crossfit_folds,
-            config.seed,
+            artifacts["grid"], model.bank, artifacts["coreset_rows"], config, mode
         )
         calibrations[mode] = _describe(cal_grids, config)[0]
 

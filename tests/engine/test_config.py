@@ -21,6 +21,7 @@ def test_config_defaults():
     assert config.num_neighbors == 1
     assert config.index_type == "flat"
     assert config.blur_sigma == 4.0
+    assert config.calibration_images == 200
     assert config.descriptor_map == "blurred"
     assert config.distance_norm == "l2"
     assert config.calibration == "crossfit"
@@ -89,6 +90,7 @@ def test_config_unknown_key():
         ({"num_neighbors": 0}, "num_neighbors"),
         ({"batch_size": 0}, "batch_size"),
         ({"crossfit_folds": 1}, "crossfit_folds"),
+        ({"calibration_images": 1}, "calibration_images"),
         ({"blur_sigma": -1.0}, "blur_sigma"),
         ({"structure_weight": -0.5}, "structure_weight"),
     ],
@@ -98,11 +100,6 @@ def test_config_invalid_value(changes, field):
         EngineConfig(**changes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="EngineConfig checks ranges but not types: a string ratio raises "
-    "TypeError from the comparison, a string count is stored as given",
-)
 @pytest.mark.parametrize(
     ("changes", "field"),
     [

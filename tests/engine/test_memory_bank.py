@@ -90,11 +90,6 @@ def test_ivfpq_scores_close_to_exact(ivfpq_bank, k):
     assert scores[50:].min() > scores[:50].max()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="faiss IVF-PQ training needs 256 rows for its 8-bit codes; a smaller "
-    "bank raises faiss's internal RuntimeError",
-)
 def test_ivfpq_small_bank():
     rng = np.random.default_rng(5)
     bank = rng.normal(size=(200, DIM)).astype(np.float32)

@@ -111,12 +111,6 @@ def test_pro_region_found_at_fpr_tenth():
     assert pro_score(masks, maps) == pytest.approx(2 / 3, abs=PRO_TOLERANCE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pro_score takes thresholds only at normal-pixel values, so when all "
-    "normal pixels tie every threshold has FPR 1 and a perfect binary map "
-    "scores 0",
-)
 def test_pro_perfect_binary_map():
     masks = two_region_masks()
 
