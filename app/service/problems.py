@@ -16,6 +16,13 @@ logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
+# Types of the validators in schemas.py, whose message is a whole sentence
+# that names the value.
+_SENTENCE_TYPES = frozenset(
+    {"invalid_product_name", "invalid_version", "unknown_setting"}
+)
+_JSON_HEADER = "Content-Type: application/json"
+
 # Problem type URIs are this prefix plus the `reason` member.
 TYPE_PREFIX = "urn:structcore:problem:"
 
@@ -106,26 +113,65 @@ async def _handle_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {
-            "loc": list(error.get("loc", ())),
-            "msg": error.get("msg", ""),
-            "type": error.get("type", ""),
-        }
-        for error in exc.errors()
-    ]
-    summary = "; ".join(
-        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-        for error in errors
-    )
+    errors = []
+    sentences = []
+    located = []
+    for error in exc.errors():
+        loc = list(error.get("loc", ()))
+        message, is_sentence = _describe_error(error, exc.body)
+        errors.append({"loc": loc, "msg": message, "type": error.get("type", "")})
+        if is_sentence:
+            sentences.append(message)
+        else:
+            located.append(f"{'.'.join(str(part) for part in loc)}: {message}")
+    if located:
+        sentences.append("invalid request: " + "; ".join(located))
+
     body = problem_body(
         422,
-        f"invalid request: {summary}",
+        "; ".join(sentences),
         request.url.path,
         reason="validation_failed",
         errors=errors,
     )
     return problem_response(body)
+
+
+def _describe_error(error: Any, body: Any) -> tuple[str, bool]:
+    """Return one validation error's message and whether it is a sentence.
+
+    A sentence names the value itself, so the detail shows it without the
+    field location. Pydantic's messages are reworded where they are vague for
+    an HTTP client.
+    """
+    kind = error.get("type", "")
+    loc = tuple(error.get("loc", ()))
+    if kind in _SENTENCE_TYPES:
+        return str(error.get("msg", "")), True
+    if kind == "json_invalid":
+        return _json_error_message(error, body), True
+    if loc == ("body",) and kind == "missing":
+        return "request body is missing; send a JSON object with " + _JSON_HEADER, True
+    if loc == ("body",) and kind in ("model_attributes_type", "dict_type"):
+        message = "request body must be a JSON object; send one with " + _JSON_HEADER
+        return message, True
+    if kind == "extra_forbidden" and len(loc) > 1:
+        field = ".".join(str(part) for part in loc[1:])
+        return f"unknown field {field!r} in the request {loc[0]}; see /docs", True
+    return str(error.get("msg", "")), False
+
+
+def _json_error_message(error: Any, body: Any) -> str:
+    """Describe a JSON syntax error with its line and column in the body."""
+    loc = error.get("loc", ())
+    position = loc[-1] if loc and isinstance(loc[-1], int) else None
+    reason = error.get("ctx", {}).get("error", "syntax error")
+    where = ""
+    if position is not None and isinstance(body, str):
+        line = body.count("\n", 0, position) + 1
+        column = position - (body.rfind("\n", 0, position) + 1) + 1
+        where = f" at line {line}, column {column} (character {position})"
+    return f"request body is not valid JSON: {reason}{where}"
 
 
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -2,13 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
-from app.service.store import PRODUCT_NAME_PATTERN
+from app.service.store import (
+    PRODUCT_NAME_PATTERN,
+    PRODUCT_NAME_RULE,
+    is_valid_product_name,
+    is_valid_version,
+)
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def check_product_name(name: str) -> str:
+    """Check a product name, raising an error that names it and the rule."""
+    if not is_valid_product_name(name):
+        # No context is passed, so braces in the name are not template fields.
+        msg = f"product name {name!r} is invalid; {PRODUCT_NAME_RULE}"
+        raise PydanticCustomError("invalid_product_name", msg)
+    return name
+
+
+def check_version(version: str) -> str:
+    """Check a model version name, raising an error that names it."""
+    if not is_valid_version(version):
+        msg = (
+            f"model version {version!r} is invalid; use 'v' and a number, such "
+            "as v1, as listed by GET /products/{product}/models"
+        )
+        raise PydanticCustomError("invalid_version", msg)
+    return version
+
+
+# Names checked by a validator, for its message, in place of `pattern=`. The
+# pattern goes into the OpenAPI schema through json_schema_extra at each use.
+ProductNameStr = Annotated[str, AfterValidator(check_product_name)]
+VersionStr = Annotated[str, AfterValidator(check_version)]
 
 
 class ProductSettings(BaseModel):
@@ -33,6 +65,20 @@ class ProductSettings(BaseModel):
         examples=[0.01],
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown(cls, data: Any) -> Any:
+        """Name the unknown keys and list the valid ones."""
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in set(data) - set(cls.model_fields))
+            if unknown:
+                noun = "setting" if len(unknown) == 1 else "settings"
+                names = ", ".join(repr(key) for key in unknown)
+                valid = ", ".join(cls.model_fields)
+                msg = f"unknown product {noun} {names}; valid settings are {valid}"
+                raise PydanticCustomError("unknown_setting", msg)
+        return data
+
     def changes(self) -> dict[str, Any]:
         """Return the set fields as EngineConfig.replace keyword arguments."""
         changes = self.model_dump(exclude_none=True)
@@ -45,10 +91,11 @@ class ProductSettings(BaseModel):
 class ProductCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(
-        pattern=PRODUCT_NAME_PATTERN,
-        description="Lowercase letters, digits, '-' and '_'; 1 to 64 characters.",
+    name: ProductNameStr = Field(
+        description="1 to 64 lowercase letters, digits, '-' or '_', starting with "
+        "a letter or digit.",
         examples=["bottle"],
+        json_schema_extra={"pattern": PRODUCT_NAME_PATTERN},
     )
     settings: ProductSettings | None = None
 

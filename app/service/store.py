@@ -37,6 +37,10 @@ from app.engine.model import StructCoreModel
 logger = logging.getLogger(__name__)
 
 PRODUCT_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+# PRODUCT_NAME_PATTERN in words, for error messages.
+PRODUCT_NAME_RULE = (
+    "use 1 to 64 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+)
 VERSION_PATTERN = r"^v[1-9][0-9]{0,8}$"
 SAMPLE_ID_LENGTH = 16
 
@@ -110,6 +114,10 @@ def is_valid_product_name(name: str) -> bool:
     return _PRODUCT_NAME_RE.fullmatch(name) is not None
 
 
+def is_valid_version(version: str) -> bool:
+    return _VERSION_RE.fullmatch(version) is not None
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -178,7 +186,7 @@ class ModelStore:
 
     def _product_dir(self, name: str) -> Path:
         if not is_valid_product_name(name):
-            msg = f"invalid product name {name!r}"
+            msg = f"product name {name!r} is invalid; {PRODUCT_NAME_RULE}"
             raise ProductNotFoundError(msg)
         return self.root / name
 

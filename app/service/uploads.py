@@ -174,6 +174,15 @@ async def read_single_image(request: Request) -> Upload:
 
     if media in RAW_IMAGE_TYPES:
         return _require_data(Upload("", await request.body()))
+    if media.startswith("image/"):
+        # The same reason and advice as a GIF sent in a multipart part.
+        raise ProblemError(
+            415,
+            "unsupported_format",
+            f"Content-Type {media} is not a supported image format; convert the "
+            "image to PNG, JPEG, BMP, TIFF or WebP",
+            content_type=media,
+        )
 
     expected = (
         "an image body (" + ", ".join(sorted(RAW_IMAGE_TYPES)) + ") or "

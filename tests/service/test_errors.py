@@ -46,12 +46,36 @@ def test_validation_error_is_problem(client: TestClient) -> None:
 
 
 def test_malformed_json_is_problem(client: TestClient) -> None:
+    body = b'{"name": "x",\n "settings": {'
     response = client.post(
-        "/products", content=b"{", headers={"content-type": "application/json"}
+        "/products", content=body, headers={"content-type": "application/json"}
     )
 
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM
+    detail = response.json()["detail"]
+    assert detail.startswith("request body is not valid JSON: ")
+    assert "at line 2, column 15 (character 28)" in detail
+
+
+def test_body_not_json_object(client: TestClient) -> None:
+    cases = {
+        b"": "request body is missing",
+        b"[1]": "request body must be a JSON object",
+    }
+    for body, expected in cases.items():
+        response = client.post(
+            "/products", content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 422, body
+        assert response.json()["detail"].startswith(expected), body
+
+
+def test_unknown_body_field(client: TestClient) -> None:
+    response = client.post("/products", json={"name": "x", "nmae": "y"})
+
+    assert response.status_code == 422
+    assert "unknown field 'nmae' in the request body" in response.json()["detail"]
 
 
 @pytest.fixture
@@ -163,3 +187,4 @@ def test_bad_version_name(client: TestClient, product: str) -> None:
     response = client.get(f"/products/{product}/models/latest")
 
     assert response.status_code == 422
+    assert response.json()["detail"].startswith("model version 'latest' is invalid")

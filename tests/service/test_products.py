@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from app.engine.config import EngineConfig
+from app.service.schemas import ProductSettings
 
 PROBLEM = "application/problem+json"
 
@@ -38,18 +39,37 @@ def test_create_existing_product_conflicts(client: TestClient, product: str) -> 
     assert response.json()["reason"] == "product_exists"
 
 
+NAME_RULE = (
+    "use 1 to 64 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+)
+
+
 def test_product_name_rejects_traversal(client: TestClient) -> None:
-    for name in ["../etc", "Upper", "a/b", "", "-lead", "x" * 65, "dot.name"]:
+    for name in ["../etc", "Bottle", "a/b", "", "-lead", "x" * 65, "dot.name", "{x}"]:
         response = client.post("/products", json={"name": name})
         assert response.status_code == 422, name
-        assert response.json()["reason"] == "validation_failed", name
+        assert response.headers["content-type"] == PROBLEM, name
+        problem = response.json()
+        assert problem["reason"] == "validation_failed", name
+        assert problem["detail"] == f"product name {name!r} is invalid; {NAME_RULE}"
+        assert problem["errors"][0]["loc"] == ["body", "name"], name
+
+
+def test_product_name_accepts_rule(client: TestClient) -> None:
+    for name in ["a", "0-line_2", "x" * 64]:
+        response = client.post("/products", json={"name": name})
+        assert response.status_code == 201, name
 
 
 def test_product_path_rejects_bad_name(client: TestClient) -> None:
-    response = client.get("/products/Bad%20Name")
+    for path, name in [("/products/Bottle", "Bottle"), ("/products/a.b", "a.b")]:
+        response = client.get(path)
 
-    assert response.status_code == 422
-    assert response.headers["content-type"] == PROBLEM
+        assert response.status_code == 422, path
+        assert response.headers["content-type"] == PROBLEM, path
+        problem = response.json()
+        assert problem["detail"] == f"product name {name!r} is invalid; {NAME_RULE}"
+        assert problem["errors"][0]["loc"] == ["path", "product"], path
 
 
 def test_create_product_unknown_setting(client: TestClient) -> None:
@@ -57,7 +77,19 @@ def test_create_product_unknown_setting(client: TestClient) -> None:
     response = client.post("/products", json=body)
 
     assert response.status_code == 422
-    assert "weights_path" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert "unknown product setting 'weights_path'" in detail
+    valid = ", ".join(ProductSettings.model_fields)
+    assert f"valid settings are {valid}" in detail
+    assert "image_size" in valid
+
+
+def test_fit_unknown_setting(client: TestClient, product: str) -> None:
+    body = {"settings": {"coreset": 0.1, "seed": 1}}
+    response = client.post(f"/products/{product}/fit", json=body)
+
+    assert response.status_code == 422
+    assert "unknown product settings 'coreset', 'seed'" in response.json()["detail"]
 
 
 def test_create_product_invalid_setting(client: TestClient) -> None:

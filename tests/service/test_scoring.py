@@ -169,10 +169,14 @@ def test_gif_unsupported(fitted: Fitted) -> None:
     multipart = score_file(fitted.client, fitted.product, gif())
     raw = score_raw(fitted.client, fitted.product, gif(), "image/gif")
 
+    advice = "PNG, JPEG, BMP, TIFF or WebP"
     assert multipart.status_code == 415
     assert multipart.json()["reason"] == "unsupported_format"
+    assert advice in multipart.json()["detail"]
     assert raw.status_code == 415
-    assert raw.json()["reason"] == "unsupported_media_type"
+    assert raw.json()["reason"] == "unsupported_format"
+    assert "image/gif" in raw.json()["detail"]
+    assert advice in raw.json()["detail"]
 
 
 def test_text_content_type(fitted: Fitted) -> None:

@@ -6,17 +6,23 @@ from typing import Annotated
 
 from fastapi import Path
 
+from app.service.schemas import ProductNameStr, VersionStr
 from app.service.store import PRODUCT_NAME_PATTERN, VERSION_PATTERN
 
 ProductName = Annotated[
-    str,
+    ProductNameStr,
     Path(
-        pattern=PRODUCT_NAME_PATTERN,
-        description="Product name: lowercase letters, digits, '-' and '_'.",
+        description="Product name: 1 to 64 lowercase letters, digits, '-' or '_', "
+        "starting with a letter or digit.",
         examples=["bottle"],
+        json_schema_extra={"pattern": PRODUCT_NAME_PATTERN},
     ),
 ]
 Version = Annotated[
-    str,
-    Path(pattern=VERSION_PATTERN, description="Model version.", examples=["v1"]),
+    VersionStr,
+    Path(
+        description="Model version.",
+        examples=["v1"],
+        json_schema_extra={"pattern": VERSION_PATTERN},
+    ),
 ]
