@@ -12,6 +12,7 @@ import torch
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from app.engine.backbone import load_backbone
 from app.engine.config import EngineConfig
@@ -54,6 +55,9 @@ _STORE_ERROR_STATUS: dict[type[StoreError], int] = {
 }
 # Side of the blank image scored once per loaded model to warm the backbone.
 _WARMUP_SIDE = 64
+# URL prefix of the Swagger UI and ReDoc files that fastapi-offline ships, so
+# /docs and /redoc load nothing from a CDN.
+_DOCS_ASSETS_URL = "/docs/assets"
 
 _DESCRIPTION = """\
 Visual inspection with StructCore: PatchCore anomaly maps from a frozen
@@ -162,11 +166,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     services = _build_services(settings)
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="StructCore inspection service",
         version="0.1.0",
         description=_DESCRIPTION,
         lifespan=_lifespan,
+        static_url=_DOCS_ASSETS_URL,
     )
     app.state.services = services
     install_problem_handlers(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -110,5 +111,78 @@ def test_openapi_documents_png_score(client: TestClient) -> None:
     assert "application/problem+json" in score["responses"]["404"]["content"]
 
 
-def test_docs_page(client: TestClient) -> None:
-    assert client.get("/docs").status_code == 200
+# Routes that answer without X-API-Key when STRUCTCORE_API_KEY is set. The
+# README lists the same set.
+OPEN_PATHS = {
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+}
+
+
+def _example_path(template: str) -> str:
+    """Fill a route template's parameters with valid example values."""
+    path = template.replace("{version}", "v1")
+    return re.sub(r"\{[a-z_]+\}", "x", path)
+
+
+def test_api_key_open_routes(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "store", api_key="s3cret")
+    with TestClient(create_app(settings)) as client:
+        spec = client.get("/openapi.json").json()
+        requests = [
+            (method, template)
+            for template, operations in spec["paths"].items()
+            for method in operations
+        ]
+        # The documentation routes are not in the OpenAPI document.
+        requests += [("get", path) for path in ["/docs", "/docs/oauth2-redirect"]]
+        requests += [("get", "/redoc"), ("get", "/openapi.json")]
+        seen = set()
+        for method, template in requests:
+            response = client.request(method, _example_path(template))
+            if template in OPEN_PATHS:
+                assert response.status_code != 401, (method, template)
+                seen.add(template)
+            else:
+                assert response.status_code == 401, (method, template)
+        asset = client.get("/docs/assets/swagger-ui.css")
+
+    assert seen == OPEN_PATHS
+    assert len(requests) > len(OPEN_PATHS) + 10
+    assert asset.status_code == 200
+
+
+def test_docs_pages_load_local_files(client: TestClient) -> None:
+    for page in ["/docs", "/redoc"]:
+        response = client.get(page)
+        assert response.status_code == 200, page
+        urls = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+        assert urls, page
+        for url in urls:
+            assert url.startswith("/docs/assets/"), (page, url)
+            asset = client.get(url)
+            assert asset.status_code == 200, url
+            assert len(asset.content) > 1000, url
+        assert "http://" not in response.text, page
+        assert "https://" not in response.text, page
+
+
+def test_openapi_errors_are_problems(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+
+    checked = 0
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status[0] not in "45" or path == "/readyz":
+                    continue
+                content = set(response.get("content", {}))
+                assert content == {"application/problem+json"}, (method, path, status)
+                checked += 1
+    assert checked > 0
+    assert "422" in spec["paths"]["/jobs/{job_id}"]["get"]["responses"]

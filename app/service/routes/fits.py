@@ -15,7 +15,7 @@ from app.service.schemas import FitRequest, JobOut
 router = APIRouter(
     tags=["fits"],
     dependencies=[Depends(require_api_key)],
-    responses=problem_responses(401),
+    responses=problem_responses(401, 422),
 )
 
 _FIT_EXAMPLES = {
