@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from uvicorn.config import STARTUP_FAILURE
 
 from app.engine.backbone import load_backbone
 from app.engine.config import EngineConfig
@@ -31,7 +33,14 @@ from app.service.problems import (
     problem_response,
 )
 from app.service.routes import fits, models, ops, products, scoring
-from app.service.settings import Settings, resolve_device
+from app.service.settings import ConfigError, Settings, resolve_device
+from app.service.startup import (
+    EXIT_CONFIG,
+    StartupError,
+    bind_socket,
+    load_settings,
+    lock_store,
+)
 from app.service.store import (
     ActiveVersionError,
     ModelStore,
@@ -142,6 +151,8 @@ def _build_services(settings: Settings) -> Services:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.services
+    # structcore-serve has taken the lock already; `uvicorn ...:app` takes it here.
+    services.store.lock()
     removed = services.store.recover()
     logger.info(
         "store %s opened, %d leftover temporary paths deleted",
@@ -155,13 +166,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     logger.info("shutting down: stopping fit jobs")
     services.jobs.shutdown()
+    services.store.unlock()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the FastAPI app with its store, model cache and fit workers."""
     settings = settings or Settings()
     logging.basicConfig(
-        level=settings.log_level.upper(),
+        level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     services = _build_services(settings)
@@ -189,16 +201,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def run() -> None:
-    """Start uvicorn with the app built from STRUCTCORE_* settings."""
-    settings = Settings()
+    """Start the service from STRUCTCORE_* settings (`structcore-serve`).
+
+    A setting that is invalid exits with status 2, and a port or store in use
+    by another process with status 1, each with one line on stderr. The port
+    is bound before the store is opened.
+    """
+    try:
+        settings = load_settings()
+        try:
+            app = create_app(settings)
+        except ConfigError as exc:
+            raise StartupError(EXIT_CONFIG, str(exc)) from None
+        sock = bind_socket(settings.host, settings.port)
+        try:
+            lock_store(app.state.services.store)
+        except StartupError:
+            sock.close()
+            raise
+    except StartupError as exc:
+        for line in exc.lines:
+            print(f"structcore-serve: {line}", file=sys.stderr)
+        raise SystemExit(exc.exit_status) from None
+
     # The access log middleware writes one line per request already.
-    uvicorn.run(
-        create_app(settings),
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
     )
+    server = uvicorn.Server(config)
+    logger.info("starting on http://%s:%d", settings.host, settings.port)
+    server.run(sockets=[sock])
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)
 
 
 # Created by __getattr__ below on first access.

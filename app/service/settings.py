@@ -8,6 +8,7 @@ from typing import Literal
 
 import torch
 from pydantic import Field, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.engine.imageio import DEFAULT_MAX_PIXELS
@@ -15,6 +16,11 @@ from app.engine.imageio import DEFAULT_MAX_PIXELS
 logger = logging.getLogger(__name__)
 
 _MEGABYTE = 1024 * 1024
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A setting is valid on its own but cannot be used on this machine."""
 
 
 class Settings(BaseSettings):
@@ -56,8 +62,8 @@ class Settings(BaseSettings):
     )
     api_key: SecretStr | None = Field(
         None,
-        description="When set, every route except /healthz, /readyz and /metrics "
-        "requires this value in the X-API-Key header.",
+        description="When set, every route except /healthz, /readyz, /metrics and "
+        "the API documentation requires this value in the X-API-Key header.",
     )
     torch_threads: int | None = Field(
         None, gt=0, description="Number of CPU threads torch may use (torch default)."
@@ -65,7 +71,11 @@ class Settings(BaseSettings):
     fit_workers: int = Field(
         1, gt=0, description="Maximum number of fits running at once."
     )
-    log_level: str = Field("INFO", description="Level of the root logger.")
+    log_level: str = Field(
+        "INFO",
+        description="Level of the root logger: DEBUG, INFO, WARNING, ERROR or "
+        "CRITICAL, in any case.",
+    )
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -73,12 +83,21 @@ class Settings(BaseSettings):
         """Treat STRUCTCORE_API_KEY="" as unset rather than as an empty key."""
         return None if value == "" else value
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in _LOG_LEVELS:
+            msg = f"unknown log level {value!r}; use one of {', '.join(_LOG_LEVELS)}"
+            raise PydanticCustomError("log_level", msg)
+        return level
+
 
 def resolve_device(requested: str) -> str:
     """Return the torch device for a DEVICE setting, logging the choice.
 
     Raises:
-        ValueError: "cuda" was requested but torch finds no CUDA device.
+        ConfigError: "cuda" was requested but torch finds no CUDA device.
     """
     cuda_available = torch.cuda.is_available()
     if requested == "auto":
@@ -95,6 +114,6 @@ def resolve_device(requested: str) -> str:
             "STRUCTCORE_DEVICE=cuda but torch finds no CUDA device; "
             "set STRUCTCORE_DEVICE=cpu or auto"
         )
-        raise ValueError(msg)
+        raise ConfigError(msg)
     logger.info("device set by STRUCTCORE_DEVICE: %s", requested)
     return requested

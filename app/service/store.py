@@ -9,15 +9,18 @@ Layout under the store root::
     <product>/models/<version>/override.json   optional threshold override
     <product>/active.json                {"version": "v3"}, the version serving
     <product>/last_version.json          highest version number ever used
+    .lock                                flock of the process serving the store
 
 A version is written into ``models/.tmp-*`` and renamed into place once every
 file is synced, and JSON files are replaced atomically, so a crash leaves
 either the old state or the new one. `recover` deletes what a crash left.
+One process serves a store: `lock` takes an exclusive lock on ``.lock``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -48,6 +51,13 @@ _PRODUCT_NAME_RE = re.compile(PRODUCT_NAME_PATTERN)
 _VERSION_RE = re.compile(VERSION_PATTERN)
 _SAMPLE_ID_RE = re.compile(r"^[0-9a-f]{16,64}$")
 _TEMP_PREFIX = ".tmp-"
+_LOCK_FILE = ".lock"
+
+# Store locks this process holds: resolved root -> [lock file descriptor,
+# number of ModelStore objects holding it]. Stores in one process share the
+# lock, so a test can open a second app on a store as after a restart.
+_held_locks: dict[Path, list[int]] = {}
+_held_locks_guard = threading.Lock()
 
 
 class StoreError(Exception):
@@ -74,6 +84,12 @@ class VersionNotFoundError(StoreError):
 
 class ActiveVersionError(StoreError):
     reason = "version_active"
+
+
+class StoreInUseError(StoreError):
+    """Another process holds the store's lock file."""
+
+    reason = "store_in_use"
 
 
 @dataclass(frozen=True)
@@ -145,6 +161,27 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+def _flock_or_raise(root: Path) -> int:
+    """Open and lock `root/.lock`, write this pid into it, return the fd."""
+    fd = os.open(root / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        msg = (
+            f"store {root} is in use by another structcore process (pid {holder}); "
+            "stop it or use another STRUCTCORE_STORE_DIR"
+        )
+        raise StoreInUseError(msg) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 def _version_number(version: str) -> int:
     return int(version[1:])
 
@@ -160,6 +197,8 @@ class ModelStore:
         self.root = root
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
+        # Resolved root while this object holds the store lock.
+        self._lock_key: Path | None = None
 
     @contextmanager
     def product_lock(self, name: str) -> Iterator[None]:
@@ -167,6 +206,42 @@ class ModelStore:
             lock = self._locks.setdefault(name, threading.RLock())
         with lock:
             yield
+
+    def lock(self) -> None:
+        """Take the exclusive lock on `<root>/.lock`, creating the root.
+
+        The lock is fcntl.flock, non-blocking, and the kernel releases it when
+        the process exits, even by SIGKILL. The file contains the holder's pid.
+        A second call on this object is a no-op. ModelStore objects of one
+        process share the lock, which is released when all have called `unlock`.
+
+        Raises:
+            StoreInUseError: another process holds the lock.
+            OSError: the root cannot be created or the lock file opened.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        key = self.root.resolve()
+        with _held_locks_guard:
+            if self._lock_key is not None:
+                return
+            entry = _held_locks.get(key)
+            if entry is not None:
+                entry[1] += 1
+            else:
+                _held_locks[key] = [_flock_or_raise(key), 1]
+            self._lock_key = key
+
+    def unlock(self) -> None:
+        """Release this object's hold on the store lock, if it has one."""
+        with _held_locks_guard:
+            if self._lock_key is None:
+                return
+            entry = _held_locks[self._lock_key]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _held_locks[self._lock_key]
+                os.close(entry[0])
+            self._lock_key = None
 
     def recover(self) -> list[Path]:
         """Create the root and delete temporary files left by a crash."""

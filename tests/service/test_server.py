@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.service.conftest import FIT_SETTINGS, TRAIN_COUNT
+from tests.service.conftest import FIT_SETTINGS, TRAIN_COUNT, free_port
 from tests.service.images import zip_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120.0
 FIT_TIMEOUT_S = 600.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)
