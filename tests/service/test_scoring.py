@@ -277,8 +277,10 @@ def test_batch_keeps_order(fitted: Fitted) -> None:
     assert results[1]["error"]["status"] == 422
     assert results[1]["error"]["reason"] == "not_an_image"
     single = score_file(fitted.client, fitted.product, fitted.good[0].read_bytes())
+    # The memory bank search of a batch is one faiss query, whose float32 sums
+    # run in another order than for one image. The README states this bound.
     assert results[0]["image_score"] == pytest.approx(
-        single.json()["image_score"], abs=1e-6
+        single.json()["image_score"], rel=1e-6
     )
     assert results[2]["image_score"] > results[0]["image_score"]
 
