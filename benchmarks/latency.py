@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import time
 
@@ -58,6 +59,13 @@ def parse_args() -> argparse.Namespace:
         "--category",
         default="mvtec_ad_512/bottle",
         help="MVTec-layout category under the datasets folder (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--config",
+        type=json.loads,
+        default={},
+        help='EngineConfig settings as JSON, e.g. \'{"index_type": "ivfpq"}\' '
+        "(default: the EngineConfig defaults)",
     )
     parser.add_argument(
         "--images",
@@ -146,7 +154,7 @@ def main() -> None:
 
     decoded, decode_seconds = decode_all(paths)
     train = decoded[len(paths) - len(train_paths) :]
-    config = EngineConfig()
+    config = EngineConfig().replace(**args.config)
     print(f"fitting on {len(train)} images of {args.category} ...", flush=True)
     start = time.perf_counter()
     model = StructCoreModel.fit(train, config, device="cpu")
