@@ -29,8 +29,9 @@ class EngineConfig:
         num_neighbors: k nearest bank entries averaged into a patch score.
         index_type: "flat" (exact) or "ivfpq" (approximate) bank search.
         blur_sigma: Gaussian sigma of the anomaly map, in working pixels.
-        descriptor_map: "blurred" reads phi from the anomaly map at working
-            resolution; "patch" from the raw patch-score grid.
+        descriptor_map: "patch" reads phi from the raw patch-score grid;
+            "blurred" from the anomaly map at working resolution, whose sigma-4
+            blur smooths away part of the roughness that phi measures.
         distance_norm: how z-scores combine into the structural distance D.
         calibration: "crossfit" scores each fold of good images with a bank
             built without it; "naive" reuses the final bank on its own images.
@@ -53,7 +54,7 @@ class EngineConfig:
     num_neighbors: int = 1
     index_type: str = "flat"
     blur_sigma: float = 4.0
-    descriptor_map: str = "blurred"
+    descriptor_map: str = "patch"
     distance_norm: str = "l2"
     calibration: str = "crossfit"
     crossfit_folds: int = 5

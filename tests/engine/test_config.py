@@ -22,7 +22,7 @@ def test_config_defaults():
     assert config.index_type == "flat"
     assert config.blur_sigma == 4.0
     assert config.calibration_images == 200
-    assert config.descriptor_map == "blurred"
+    assert config.descriptor_map == "patch"
     assert config.distance_norm == "l2"
     assert config.calibration == "crossfit"
     assert config.structure_weight is None
