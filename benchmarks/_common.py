@@ -84,7 +84,7 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
 
 
-def test_images(category: Path) -> list[Path]:
+def category_test_images(category: Path) -> list[Path]:
     """Return every test image of an MVTec-layout category, good ones first."""
     folders = sorted(p for p in (category / "test").iterdir() if p.is_dir())
     folders.sort(key=lambda p: p.name != "good")

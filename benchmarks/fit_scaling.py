@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 from _common import (
     add_common_arguments,
+    category_test_images,
     dataset_root,
     image_files,
     machine_info,
     percentiles_ms,
     print_machine,
     print_table,
-    test_images,
     wait_for_quiet_machine,
     write_json,
 )
@@ -112,7 +112,7 @@ def run_child(category: Path, size: int, score_images: int, output: Path) -> Non
         write_s = time.perf_counter() - start
     peak_after_fit = _peak_rss_mib()
 
-    tests = [decode_image_file(p) for p in _shuffled(test_images(category))]
+    tests = [decode_image_file(p) for p in _shuffled(category_test_images(category))]
     tests = tests[:score_images]
     for image in tests[:3]:
         model.score(image)

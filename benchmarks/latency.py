@@ -28,13 +28,13 @@ import time
 import numpy as np
 from _common import (
     add_common_arguments,
+    category_test_images,
     dataset_root,
     image_files,
     machine_info,
     percentiles_ms,
     print_machine,
     print_table,
-    test_images,
     wait_for_quiet_machine,
     write_json,
 )
@@ -146,7 +146,7 @@ def main() -> None:
     args = parse_args()
     category = dataset_root(args.datasets) / args.category
     train_paths = image_files(category / "train" / "good")
-    paths = test_images(category) + train_paths
+    paths = category_test_images(category) + train_paths
 
     wait_for_quiet_machine(args.max_load, args.max_wait)
     info = machine_info()

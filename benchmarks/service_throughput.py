@@ -32,13 +32,13 @@ import httpx
 from _common import (
     REPO_ROOT,
     add_common_arguments,
+    category_test_images,
     dataset_root,
     image_files,
     machine_info,
     percentiles_ms,
     print_machine,
     print_table,
-    test_images,
     wait_for_quiet_machine,
     write_json,
 )
@@ -234,7 +234,7 @@ def main() -> None:
     args = parse_args()
     category = dataset_root(args.datasets) / args.category
     train = image_files(category / "train" / "good")[: args.train_images]
-    bodies = [path.read_bytes() for path in test_images(category)]
+    bodies = [path.read_bytes() for path in category_test_images(category)]
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     params = {} if args.map == "none" else {"map": args.map}
 
