@@ -103,7 +103,7 @@ class EngineConfig:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        """Size of the tensor the backbone sees: the crop, or the whole frame."""
+        """Input size of the backbone: the crop, or the whole frame."""
         return self.center_crop or self.image_size
 
     def to_dict(self) -> dict:

@@ -26,7 +26,7 @@ from app.engine.preprocess import prepare_batch
 
 logger = logging.getLogger(__name__)
 
-# Fewest good images a fit accepts: cross-fitting needs at least two per fold
+# Minimum number of good images a fit accepts: cross-fitting needs two per fold
 # to estimate the descriptor statistics.
 MIN_TRAIN_IMAGES = 10
 
@@ -36,7 +36,7 @@ Progress = Callable[[str, float], None]
 
 
 class FitCancelledError(Exception):
-    """Raised when a fit's should_stop callback asks it to stop."""
+    """Raised when a fit's should_stop callback returns True."""
 
 
 class InsufficientSamplesError(ValueError):
