@@ -20,9 +20,9 @@ from PIL import Image
 
 from tests.service.conftest import FIT_SETTINGS, TRAIN_COUNT, free_port
 from tests.service.images import zip_of
+from tests.service.processes import stop_process, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 120.0
 FIT_TIMEOUT_S = 600.0
 
 
@@ -59,30 +59,10 @@ def uvicorn_server(store_dir: Path, log_path: Path) -> Iterator[Server]:
     base_url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base_url, timeout=120.0) as client:
-            _wait_ready(client, process, log_path)
+            wait_until_ready(client, process, log_path)
             yield Server(client, process)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_ready(client: httpx.Client, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited early:\n{log.read_text()[-3000:]}")
-        try:
-            if client.get("/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"server not ready in {START_TIMEOUT_S} s")
+        stop_process(process)
 
 
 def score_all(client: httpx.Client, paths: list[Path]) -> list[float]:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,10 +16,10 @@ import torch
 
 from app.service.store import ModelStore, StoreInUseError
 from tests.service.conftest import free_port
+from tests.service.processes import stop_process, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVE = [sys.executable, "-c", "from app.service.main import run; run()"]
-START_TIMEOUT_S = 120.0
 EXIT_TIMEOUT_S = 120.0
 
 
@@ -68,32 +66,11 @@ def running_server(store_dir: Path, log_path: Path) -> Iterator[subprocess.Popen
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_ready(f"http://127.0.0.1:{port}", process, log_path)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as client:
+            wait_until_ready(client, process, log_path)
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_ready(base_url: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    with httpx.Client(base_url=base_url, timeout=10.0) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                log = log_path.read_text()[-3000:]
-                raise AssertionError(f"server exited early:\n{log}")
-            try:
-                if client.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-    raise AssertionError(f"server not ready in {START_TIMEOUT_S} s")
+        stop_process(process)
 
 
 def test_invalid_variables_exit_2(tmp_path: Path) -> None:
