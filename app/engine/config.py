@@ -29,9 +29,9 @@ class EngineConfig:
         num_neighbors: k nearest bank entries averaged into a patch score.
         index_type: "flat" (exact) or "ivfpq" (approximate) bank search.
         blur_sigma: Gaussian sigma of the anomaly map, in working pixels.
-        descriptor_map: "patch" reads phi from the raw patch-score grid;
-            "blurred" from the anomaly map at working resolution, whose sigma-4
-            blur smooths away part of the roughness that phi measures.
+        descriptor_map: "patch" reads phi from the raw patch-score grid.
+            "blurred" reads it from the anomaly map at working resolution,
+            whose sigma-4 blur smooths away part of the roughness phi measures.
         distance_norm: how z-scores combine into the structural distance D.
         calibration: "crossfit" scores each fold of good images with a bank
             built without it; "naive" reuses the final bank on its own images.
@@ -67,6 +67,7 @@ class EngineConfig:
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
             _check_type(item.name, getattr(self, item.name), item.type)
+
         object.__setattr__(self, "image_size", _pair("image_size", self.image_size))
         if self.center_crop is not None:
             crop = _pair("center_crop", self.center_crop)
@@ -74,14 +75,17 @@ class EngineConfig:
             if crop[0] > self.image_size[0] or crop[1] > self.image_size[1]:
                 msg = f"center_crop {crop} must fit inside image_size {self.image_size}"
                 raise ValueError(msg)
+
         _check_range("coreset_ratio", self.coreset_ratio, 0.0, 1.0, low_open=True)
         _check_range(
             "target_false_reject_rate", self.target_false_reject_rate, 0.0, 0.5
         )
+
         _check_choice("index_type", self.index_type, INDEX_TYPES)
         _check_choice("descriptor_map", self.descriptor_map, DESCRIPTOR_MAPS)
         _check_choice("distance_norm", self.distance_norm, DISTANCE_NORMS)
         _check_choice("calibration", self.calibration, CALIBRATION_MODES)
+
         for name in ("num_neighbors", "coreset_projection_dim", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(

@@ -9,11 +9,12 @@ memory-bound and the slowest part of a fit. This version takes the steps in
 batches with lazy evaluation. Distances to the chosen set only shrink, so the
 current distance of every patch is an upper bound on its distance later in
 the batch. A batch takes the M patches farthest from the chosen set and
-continues the traversal among them exactly (their distances updated after
-each pick) for as long as the farthest candidate stays at least as far as the
-(M+1)-th patch, which no patch outside the batch can beat. The whole bank is
-then updated once with all the batch's centers in one matrix product. The
-selected set and its order are those of the plain traversal.
+continues the traversal among them exactly, updating their distances after
+each pick. It stops when the farthest candidate falls below the (M+1)-th
+patch, because until then no patch outside the batch can beat it. The whole
+bank is then updated once with all the batch's centers in one matrix product.
+The selected set and its order are those of the plain traversal, except where
+floating-point rounding breaks a near-tie between two distances differently.
 """
 
 from __future__ import annotations

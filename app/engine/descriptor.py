@@ -2,8 +2,8 @@
 
 phi(S) = [std of S, mean of the top 1 % of S, anisotropic total variation of S
 divided by the pixel count]. Calibration on good images standardises phi per
-dimension (a diagonal Mahalanobis distance) and matches the weight lambda of
-the structural distance D to the spread of the max-pooled scores, so that the
+dimension (a diagonal Mahalanobis distance). It also matches the weight lambda
+of the structural distance D to the spread of the max-pooled scores, so the
 image score max(S) + lambda * D mixes the two on the same scale.
 """
 

@@ -111,7 +111,7 @@ def test_openapi_documents_png_score(client: TestClient) -> None:
     assert "application/problem+json" in score["responses"]["404"]["content"]
 
 
-# Routes that answer without X-API-Key when STRUCTCORE_API_KEY is set. The
+# Routes that respond without X-API-Key when STRUCTCORE_API_KEY is set. The
 # README lists the same set.
 OPEN_PATHS = {
     "/healthz",
