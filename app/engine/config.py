@@ -27,7 +27,9 @@ class EngineConfig:
         coreset_ratio: share of patch features kept in the memory bank.
         coreset_projection_dim: random projection used to select the coreset.
         num_neighbors: k nearest bank entries averaged into a patch score.
-        index_type: "flat" (exact) or "ivfpq" (approximate) bank search.
+        index_type: bank search: "flat" (exact), "ivfflat" (inverted lists,
+            faster, distances exact where the nearest entry is found) or
+            "ivfpq" (compressed, approximate, for very large banks).
         blur_sigma: Gaussian sigma of the anomaly map, in working pixels.
         descriptor_map: "patch" reads phi from the raw patch-score grid.
             "blurred" reads it from the anomaly map at working resolution,

@@ -164,15 +164,24 @@ class StructCoreModel:
     ) -> tuple[torch.Tensor, dict]:
         """Return (B, h, w) nearest-neighbour distances and stage timings."""
         clock = _Stopwatch()
-        batch = prepare_batch(images, self.config)
-        clock.lap("preprocess")
-        features = self.backbone.patch_features(batch)
+        features = self.patch_features(images, clock)
         count, channels, height, width = features.shape
         rows = features.permute(0, 2, 3, 1).reshape(-1, channels).cpu().numpy()
         clock.lap("features")
         scores = self.bank.patch_scores(rows).reshape(count, height, width)
         clock.lap("search")
         return torch.from_numpy(scores.astype(np.float32)), clock.seconds
+
+    def patch_features(
+        self, images: Sequence[np.ndarray], clock: _Stopwatch | None = None
+    ) -> torch.Tensor:
+        """Return the (B, C, h, w) patch features that the bank is searched with."""
+        clock = clock or _Stopwatch()
+        batch = prepare_batch(images, self.config)
+        clock.lap("preprocess")
+        features = self.backbone.patch_features(batch)
+        clock.lap("features")
+        return features
 
     def score(self, image: np.ndarray) -> ScoreResult:
         """Score one HxWx3 uint8 RGB image."""

@@ -52,8 +52,26 @@ def _ablation_table(result: dict) -> list[str]:
     return lines
 
 
+def _search_table(result: dict) -> list[str]:
+    lines = [
+        f"**{result['category']}**, bank search over the same bank:",
+        "",
+        "| index | search ms / image | image AUROC default | max pooling "
+        "| pixel AUROC | patches > 1 % above exact |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result.get("search_ablation", []):
+        lines.append(
+            f"| {row['index_type']} | {_fmt(row['search_ms_per_image'], 1)} "
+            f"| {_fmt(row['image_auroc_default'])} | {_fmt(row['image_auroc_max'])} "
+            f"| {_fmt(row['pixel_auroc'])} "
+            f"| {_fmt(row['patches_over_1pct_above_exact'], 4)} |"
+        )
+    return lines
+
+
 def markdown_report(document: dict) -> str:
-    """Render the summary table and one ablation table per category."""
+    """Render the summary table, then each category's ablation tables."""
     lines = [
         f"Command: `{document['command']}`  ",
         f"Date: {document['date']}; machine: {document['machine']['processor']}, "
@@ -65,4 +83,6 @@ def markdown_report(document: dict) -> str:
     ]
     for result in document["results"]:
         lines.extend([*_ablation_table(result), ""])
+        if result.get("search_ablation"):
+            lines.extend([*_search_table(result), ""])
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from app.engine.config import EngineConfig
 from app.engine.descriptor import DISTANCE_NORMS, calibrate, structural_descriptor
 from app.engine.fitting import calibration_grids
 from app.engine.imageio import decode_image_file
+from app.engine.memory_bank import INDEX_TYPES, MemoryBank
 from app.engine.model import StructCoreModel
 from app.evaluation.datasets import Category
 from app.evaluation.metrics import image_auroc, pixel_auroc, pro_score
@@ -113,15 +114,20 @@ def evaluate_category(
         fit_seconds = time.perf_counter() - started
 
     labels = np.array([item.label for item in category.test])
-    grids, scores, elapsed = [], [], 0.0
+    grids, scores, features, elapsed = [], [], [], 0.0
     for start in tqdm(range(0, len(category.test), 8), desc="score test"):
         images = [decode_image_file(i.path) for i in category.test[start : start + 8]]
         began = time.perf_counter()
-        grid, _ = model.patch_score_grid(images)
+        # StructCoreModel.patch_score_grid in two steps, to keep the features.
+        batch = model.patch_features(images).permute(0, 2, 3, 1).numpy()
+        count, height, width, channels = batch.shape
+        patch = model.bank.patch_scores(batch.reshape(-1, channels))
+        grid = torch.from_numpy(patch.astype(np.float32)).reshape(count, height, width)
         results = model.results_from_grid(grid, images)
         elapsed += time.perf_counter() - began
         grids.append(grid.numpy())
         scores.extend(r.image_score for r in results)
+        features.append(batch)
     test, maps = _describe(np.concatenate(grids), config, keep_maps=True)
 
     artifacts = model.fit_artifacts
@@ -135,6 +141,7 @@ def evaluate_category(
     masks = np.stack(
         [_crop(_load_mask(i, config.image_size), config) for i in category.test]
     )
+    search = _search_ablation(model, np.concatenate(features), test, labels, masks)
     good = labels == 0
     top_index = DESCRIPTOR_INDEX["top1_mean"]
     return {
@@ -166,7 +173,49 @@ def evaluate_category(
             np.mean(np.array(scores)[good] > model.threshold)
         ),
         "ablation": _ablation(labels, test, calibrations),
+        "search_ablation": search,
     }
+
+
+def _search_ablation(
+    model: StructCoreModel,
+    features: np.ndarray,
+    exact: _Maps,
+    labels: np.ndarray,
+    masks: np.ndarray,
+) -> list[dict]:
+    """Score the test patches again with each bank index over the same bank.
+
+    The coreset, calibration and threshold stay those of the fit, as they
+    would be had the model been fitted with that index type, since
+    calibration always searches exactly. `features` is (n, h, w, C).
+    """
+    count, height, width, channels = features.shape
+    rows = features.reshape(-1, channels)
+    config = model.config
+    variants = []
+    for index_type in INDEX_TYPES:
+        bank = MemoryBank(model.bank.features, index_type, config.num_neighbors)
+        if bank.index_type != index_type:
+            continue  # the bank is too small for this index and fell back to flat
+        began = time.perf_counter()
+        patch = bank.patch_scores(rows).astype(np.float32)
+        search_ms = 1000.0 * (time.perf_counter() - began) / count
+        test, maps = _describe(patch.reshape(count, height, width), config, True)
+        phi = test.phi[config.descriptor_map]
+        hybrid = model.calibration.image_scores(test.maxima, phi)
+        relative = (patch - exact.grids.ravel()) / np.maximum(exact.grids.ravel(), 1e-6)
+        variants.append(
+            {
+                "index_type": bank.index_type,
+                "search_ms_per_image": search_ms,
+                "image_auroc_default": image_auroc(labels, hybrid),
+                "image_auroc_max": image_auroc(labels, test.maxima),
+                "pixel_auroc": pixel_auroc(masks, maps),
+                "patches_over_1pct_above_exact": float(np.mean(relative > 0.01)),
+            }
+        )
+    return variants
 
 
 DESCRIPTOR_INDEX = {"std": 0, "top1_mean": 1, "total_variation": 2}

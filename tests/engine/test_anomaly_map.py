@@ -7,7 +7,12 @@ import pytest
 import torch
 from scipy import ndimage
 
-from app.engine.anomaly_map import anomaly_maps, gaussian_blur, resize_map
+from app.engine.anomaly_map import (
+    anomaly_maps,
+    gaussian_blur,
+    resize_map,
+    upsample_and_blur,
+)
 
 
 def scipy_blur(maps: np.ndarray, sigma: float) -> np.ndarray:
@@ -114,3 +119,17 @@ def test_resize_map_same_size():
 
     assert resized.dtype == np.float32
     np.testing.assert_allclose(resized, working, rtol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(256, 256), (320, 200), (40, 24)])
+@pytest.mark.parametrize("sigma", [0.0, 2.0, 4.0])
+def test_anomaly_maps_equal_direct_upsample_and_blur(size, sigma):
+    patch_scores = 10.0 * torch.rand(
+        3, 32, 25, generator=torch.Generator().manual_seed(0)
+    )
+
+    fast = anomaly_maps(patch_scores, size, sigma)
+    direct = upsample_and_blur(patch_scores, size, sigma)
+
+    assert fast.shape == (3, *size)
+    torch.testing.assert_close(fast, direct, rtol=0, atol=1e-4)

@@ -100,7 +100,21 @@ def test_ivfpq_small_bank():
     np.testing.assert_allclose(scores, brute_force_scores(bank, queries, 1), rtol=0.25)
 
 
-@pytest.mark.parametrize("index_type", ["flat", "ivfpq"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_ivfflat_scores_match_exact_near_clusters(k):
+    bank, centers = clustered_bank(seed=5)
+    queries = clustered_queries(centers, spread=0.3, seed=6)
+
+    memory_bank = MemoryBank(bank, "ivfflat", k)
+    scores = memory_bank.patch_scores(queries)
+
+    assert memory_bank.index_type == "ivfflat"
+    assert memory_bank.index.nlist > 1
+    # Inverted lists hold full vectors: a found neighbour's distance is exact.
+    np.testing.assert_allclose(scores, brute_force_scores(bank, queries, k), rtol=1e-4)
+
+
+@pytest.mark.parametrize("index_type", ["flat", "ivfflat", "ivfpq"])
 def test_bank_save_load_round_trip(tmp_path, ivfpq_bank, index_type):
     trained, centers = ivfpq_bank
     queries = clustered_queries(centers, spread=1.0, seed=7)
