@@ -73,6 +73,60 @@ def fold_of_images(count: int, folds: int, seed: int) -> np.ndarray:
     return assignment
 
 
+def foldwise_coreset(
+    grid: np.ndarray,
+    config: EngineConfig,
+    should_stop: Callable[[], bool] | None = None,
+    report: Callable[[str, float], None] | None = None,
+) -> np.ndarray:
+    """Select the memory bank: a greedy coreset of each fold's patches, joined.
+
+    The images are split into the cross-fit folds and each fold's patches get
+    their own coreset of config.coreset_ratio. The bank therefore uses every
+    image, and leaving out one fold's rows gives exactly a bank built from the
+    other folds alone, which is what cross-fitted calibration needs. One
+    coreset over all patches would not give that: the center that covers a
+    pattern common to every fold comes from one image, and removing its fold
+    would leave that pattern uncovered and the calibration maps too rough.
+    Greedy selection costs patches x centers, so five folds also take about a
+    fifth of the time of one selection over everything.
+
+    Returns:
+        Row indices into grid.reshape(-1, C), fold by fold.
+    """
+    count, height, width, channels = grid.shape
+    rows = grid.reshape(-1, channels)
+    folds = min(config.crossfit_folds, count)
+    fold = fold_of_images(count, folds, config.seed)
+    patches = height * width
+    sizes = _fold_sizes(np.bincount(fold, minlength=folds) * patches, config)
+    selected = []
+    for f in range(folds):
+        if report is not None:
+            report("coreset", f / folds)
+        images = np.flatnonzero(fold == f)
+        members = (images[:, None] * patches + np.arange(patches)).ravel()
+        chosen = greedy_coreset(
+            rows[members],
+            int(sizes[f]),
+            projection_dim=config.coreset_projection_dim,
+            seed=config.seed + f,
+            should_stop=should_stop,
+        )
+        selected.append(members[chosen])
+    return np.concatenate(selected)
+
+
+def _fold_sizes(fold_rows: np.ndarray, config: EngineConfig) -> np.ndarray:
+    """Split ceil(ratio x all rows) over the folds by largest remainder."""
+    total = max(len(fold_rows), math.ceil(config.coreset_ratio * fold_rows.sum()))
+    shares = config.coreset_ratio * fold_rows
+    sizes = np.maximum(np.floor(shares).astype(np.int64), 1)
+    order = np.argsort(-(shares - np.floor(shares)), kind="stable")
+    sizes[order[: max(0, total - sizes.sum())]] += 1
+    return np.minimum(sizes, fold_rows)
+
+
 def calibration_images(count: int, limit: int, seed: int) -> np.ndarray:
     """Pick at most `limit` training images (sorted indices) to calibrate on."""
     if count <= limit:
@@ -95,9 +149,9 @@ def calibration_grids(
     because the search cost grows with images x bank size, i.e. with the
     square of the training set. "naive" searches the final bank, which
     contains each image's own patches, so its scores are biased low.
-    "crossfit" scores each fold of images with the final coreset minus the
-    rows that came from that fold, so no image is scored against its own
-    patches.
+    "crossfit" scores each fold of images with the final bank minus the
+    rows that came from that fold, which is the coreset of the other folds
+    (see foldwise_coreset), so no image is scored against its own patches.
     """
     mode = mode or config.calibration
     count, height, width, channels = grid.shape
@@ -154,16 +208,8 @@ def fit_model(
     rows = grid.reshape(-1, channels)
     clock.lap("features")
 
-    report("coreset", 0.0)
-    size = max(1, math.ceil(config.coreset_ratio * len(rows)))
     try:
-        coreset_rows = greedy_coreset(
-            rows,
-            size,
-            projection_dim=config.coreset_projection_dim,
-            seed=config.seed,
-            should_stop=should_stop,
-        )
+        coreset_rows = foldwise_coreset(grid, config, should_stop, report)
     except InterruptedError as error:
         raise FitCancelledError("fit cancelled during coreset") from error
     bank = MemoryBank(rows[coreset_rows], config.index_type, config.num_neighbors)

@@ -174,6 +174,22 @@ def evaluate_category(
         ),
         "ablation": _ablation(labels, test, calibrations),
         "search_ablation": search,
+        # Per-image values, so that other image scores can be compared later
+        # without fitting again.
+        "per_image": {
+            "paths": [str(item.path) for item in category.test],
+            "labels": labels.tolist(),
+            "default_score": [float(v) for v in scores],
+            **_per_image(test),
+        },
+        "calibration_per_image": {m: _per_image(c) for m, c in calibrations.items()},
+    }
+
+
+def _per_image(described: _Maps) -> dict:
+    return {
+        "max_score": described.maxima.tolist(),
+        **{f"phi_{source}": phi.tolist() for source, phi in described.phi.items()},
     }
 
 

@@ -37,6 +37,16 @@ def test_result_counts_and_metrics(result):
     json.dumps(result)  # the CLI writes it as JSON
 
 
+def test_per_image_values_match_counts(result):
+    per_image = result["per_image"]
+
+    assert len(per_image["labels"]) == 20
+    assert len(per_image["max_score"]) == 20
+    assert len(per_image["phi_patch"][0]) == 3
+    crossfit = result["calibration_per_image"]["crossfit"]
+    assert len(crossfit["max_score"]) == len(crossfit["phi_blurred"]) == 30
+
+
 def test_search_ablation_covers_every_index(result):
     rows = {row["index_type"]: row for row in result["search_ablation"]}
 
