@@ -139,14 +139,25 @@ def run_structcore(train: np.ndarray, test: np.ndarray, config: EngineConfig) ->
     model = StructCoreModel.fit(list(train), config, device="cpu")
     fit_s = time.perf_counter() - start
 
-    model.score_batch(list(test[: config.batch_size]))
+    figures = {
+        "fit_s": round(fit_s, 2),
+        "fit_stages_s": model.info["fit_seconds"],
+        "bank_size": len(model.bank),
+        **score_test(model, test),
+    }
+    # The same fitted bank searched through inverted lists (index_type
+    # "ivfflat"), as a product configured for speed would be.
+    figures["ivfflat"] = score_test(model.with_index_type("ivfflat"), test)
+    return figures
+
+
+def score_test(model: StructCoreModel, test: np.ndarray) -> dict:
+    """Score the test images in batches after one warm-up batch."""
+    model.score_batch(list(test[: model.config.batch_size]))
     start = time.perf_counter()
     results = model.score_batch(list(test))
     score_s = time.perf_counter() - start
     return {
-        "fit_s": round(fit_s, 2),
-        "fit_stages_s": model.info["fit_seconds"],
-        "bank_size": len(model.bank),
         "score_s": round(score_s, 3),
         "score_ms_per_image": round(score_s * 1000.0 / len(test), 2),
         "scores": [r.image_score for r in results],
@@ -212,15 +223,21 @@ def main() -> None:
 
     ours["image_auroc"] = round(image_auroc(labels, ours["scores"]), 4)
     ours["image_auroc_max_score"] = round(image_auroc(labels, ours["max_scores"]), 4)
+    fast = ours["ivfflat"]
+    fast["image_auroc"] = round(image_auroc(labels, fast["scores"]), 4)
     theirs["image_auroc"] = round(image_auroc(labels, theirs["scores"]), 4)
     fit_ratio = theirs["fit_s"] / ours["fit_s"]
     score_ratio = theirs["score_ms_per_image"] / ours["score_ms_per_image"]
+    fast_ratio = theirs["score_ms_per_image"] / fast["score_ms_per_image"]
     targets = {
         "fit_speedup": round(fit_ratio, 2),
         "score_speedup": round(score_ratio, 2),
+        "score_speedup_ivfflat": round(fast_ratio, 2),
         "fit_met": fit_ratio >= TARGET_SPEEDUP,
         "score_met": score_ratio >= TARGET_SPEEDUP,
+        "score_met_ivfflat": fast_ratio >= TARGET_SPEEDUP,
         "auroc_met": ours["image_auroc"] >= theirs["image_auroc"],
+        "auroc_met_ivfflat": fast["image_auroc"] >= theirs["image_auroc"],
     }
 
     print()
@@ -233,6 +250,13 @@ def main() -> None:
                 ours["score_ms_per_image"],
                 ours["bank_size"],
                 ours["image_auroc"],
+            ],
+            [
+                "StructCore (ours), ivfflat search",
+                ours["fit_s"],
+                fast["score_ms_per_image"],
+                ours["bank_size"],
+                fast["image_auroc"],
             ],
             [
                 f"anomalib {theirs['anomalib']} PatchCore",
@@ -265,7 +289,13 @@ def main() -> None:
         f"(target >= {TARGET_SPEEDUP:.0f}x: {verdict(targets['score_met'])})"
     )
     print(
-        f"image AUROC: ours {ours['image_auroc']} vs anomalib "
+        f"score with ivfflat: anomalib / ours = {targets['score_speedup_ivfflat']}x "
+        f"(target >= {TARGET_SPEEDUP:.0f}x: "
+        f"{verdict(targets['score_met_ivfflat'])})"
+    )
+    print(
+        f"image AUROC: ours {ours['image_auroc']} (ivfflat "
+        f"{fast['image_auroc']}) vs anomalib "
         f"{theirs['image_auroc']} (target ours >= anomalib: "
         f"{verdict(targets['auroc_met'])})"
     )

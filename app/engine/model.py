@@ -309,6 +309,24 @@ class StructCoreModel:
             info,
         )
 
+    def with_index_type(self, index_type: str) -> StructCoreModel:
+        """Return a copy whose bank (same rows) is searched with another index.
+
+        Calibration and threshold stay, because the fit computes them with
+        exact searches whatever the index type.
+        """
+        bank = MemoryBank(self.bank.features, index_type, self.config.num_neighbors)
+        return StructCoreModel(
+            self.config.replace(index_type=bank.index_type),
+            self.backbone,
+            bank,
+            self.calibration,
+            self.calibration_scores,
+            self.threshold,
+            self.map_range,
+            dict(self.info),
+        )
+
     # ---- description and storage ---------------------------------------
 
     def summary(self) -> dict:

@@ -57,6 +57,13 @@ class ProductSettings(BaseModel):
     center_crop: int | None = Field(None, gt=0, description="Crop side in pixels.")
     coreset_ratio: float | None = Field(None, gt=0, le=1, examples=[0.1])
     num_neighbors: int | None = Field(None, gt=0, examples=[1])
+    index_type: Literal["flat", "ivfflat", "ivfpq"] | None = Field(
+        None,
+        description="Bank search: 'flat' is exact; 'ivfflat' probes inverted "
+        "lists and is several times faster with near-exact scores; 'ivfpq' "
+        "compresses the bank and loses accuracy.",
+        examples=["ivfflat"],
+    )
     target_false_reject_rate: float | None = Field(
         None,
         gt=0,

@@ -217,6 +217,24 @@ def test_with_threshold_manual(model, bottle, results):
     assert model.threshold != above.threshold
 
 
+def test_with_index_type_keeps_scores(model, bottle, results):
+    images = bottle["good"] + bottle["defective"]
+
+    fast = model.with_index_type("ivfflat")
+    scored = fast.score_batch(images)
+
+    assert fast.config.index_type == "ivfflat"
+    assert fast.threshold == model.threshold
+    assert len(fast.bank) == len(model.bank)
+    exact = np.array([r.image_score for r in results])
+    approximate = np.array([r.image_score for r in scored])
+    # A patch whose neighbour is in an unprobed list only scores higher. That
+    # happens most to far-off patches, so defective images move the most.
+    assert np.all(approximate >= exact - 1e-4)
+    np.testing.assert_allclose(approximate[:GOOD_COUNT], exact[:GOOD_COUNT], rtol=0.02)
+    np.testing.assert_allclose(approximate, exact, rtol=0.1)
+
+
 def test_with_threshold_rate(model):
     changed = model.with_threshold(target_false_reject_rate=0.5)
 

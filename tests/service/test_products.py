@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import typing
+
 from fastapi.testclient import TestClient
 
 from app.engine.config import EngineConfig
+from app.engine.memory_bank import INDEX_TYPES
 from app.service.schemas import ProductSettings
 
 PROBLEM = "application/problem+json"
@@ -138,3 +141,27 @@ def test_product_without_model_conflicts(client: TestClient, product: str) -> No
     assert response.status_code == 409
     assert response.json()["reason"] == "no_active_model"
     assert f"/products/{product}/fit" in response.json()["detail"]
+
+
+def test_create_product_index_type(client: TestClient) -> None:
+    body = {"name": "fast", "settings": {"index_type": "ivfflat"}}
+    response = client.post("/products", json=body)
+
+    assert response.status_code == 201
+    assert response.json()["settings"]["index_type"] == "ivfflat"
+
+
+def test_index_type_choices_match_engine() -> None:
+    annotation = ProductSettings.model_fields["index_type"].annotation
+
+    assert set(typing.get_args(typing.get_args(annotation)[0])) == set(INDEX_TYPES)
+
+
+def test_create_product_unknown_index_type(client: TestClient) -> None:
+    body = {"name": "odd", "settings": {"index_type": "hnsw"}}
+    response = client.post("/products", json=body)
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "index_type" in detail
+    assert "'ivfflat'" in detail
