@@ -31,6 +31,12 @@ class Services:
     # Set once the store is recovered and the active models are warm.
     ready: threading.Event = field(default_factory=threading.Event)
     startup_error: str | None = None
+    # Held around each engine scoring call, so that at most
+    # settings.concurrent_scores of them run at once.
+    scoring_slots: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scoring_slots = threading.BoundedSemaphore(self.settings.concurrent_scores)
 
 
 def get_services(request: Request) -> Services:

@@ -117,7 +117,8 @@ def _warm_up(services: Services) -> None:
             if services.store.active_version(product.name) is None:
                 continue
             version, model = services.models.get(product.name)
-            model.score(blank)
+            with services.scoring_slots:
+                model.score(blank)
         except ModelLoadError:
             continue  # ActiveModels has logged the cause.
         except Exception:

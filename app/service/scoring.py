@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -86,8 +87,13 @@ def score_upload(
     *,
     max_pixels: int,
     map_kind: MapKind | None,
+    slots: AbstractContextManager,
 ) -> ScoreOutcome:
-    """Decode and score one image. Blocks, so call it off the event loop."""
+    """Decode and score one image. Blocks, so call it off the event loop.
+
+    `slots` is held around the engine call only, so decoding and PNG
+    encoding of other requests go on while one image is scored.
+    """
     start = time.perf_counter()
     version, model = models.get(product)
 
@@ -95,7 +101,8 @@ def score_upload(
     image = decode_or_raise(upload.data, max_pixels, upload.filename)
     timings = {"decode": _elapsed_ms(decode_start)}
 
-    result = model.score(image)
+    with slots:
+        result = model.score(image)
     _count(metrics, product, result)
     outcome = _build_outcome(
         product, version, model, image, result, map_kind=map_kind, timings_ms=timings
@@ -112,6 +119,7 @@ def score_uploads(
     *,
     max_pixels: int,
     map_kind: MapKind | None,
+    slots: AbstractContextManager,
 ) -> tuple[str, list[dict[str, Any]]]:
     """Score several images in one engine batch, in order.
 
@@ -133,7 +141,10 @@ def score_uploads(
         decode_ms.append(_elapsed_ms(decode_start))
         items.append({"index": index, "filename": upload.filename})
 
-    results = model.score_batch(images) if images else []
+    results = []
+    if images:
+        with slots:
+            results = model.score_batch(images)
     scored = (item for item in items if "error" not in item)
     for item, image, result, ms in zip(scored, images, results, decode_ms, strict=True):
         _count(metrics, product, result)

@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     fit_workers: int = Field(
         1, gt=0, description="Maximum number of fits running at once."
     )
+    concurrent_scores: int = Field(
+        1,
+        gt=0,
+        description="Maximum number of requests whose images the engine scores "
+        "at once; the others wait. One engine call already uses every CPU core "
+        "through torch and faiss, so more only share the cores and add memory.",
+    )
     log_level: str = Field(
         "INFO",
         description="Level of the root logger: DEBUG, INFO, WARNING, ERROR or "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from app.engine.model import StructCoreModel
 from app.service.main import create_app
 from tests.service.conftest import Fitted, make_settings
 from tests.service.images import gif, noise_png, truncated_jpeg, variants
@@ -321,3 +324,35 @@ def test_metrics_count_scores(fitted: Fitted) -> None:
 
     assert f'structcore_images_scored_total{{product="{fitted.product}"}}' in text
     assert f'structcore_memory_bank_size{{product="{fitted.product}"}}' in text
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_concurrent_scores_limit_engine_calls(
+    fitted: Fitted, monkeypatch: pytest.MonkeyPatch, slots: int
+) -> None:
+    running, peak, lock = 0, 0, threading.Lock()
+    real_score = StructCoreModel.score
+
+    def counted_score(self: StructCoreModel, image: np.ndarray) -> Any:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        try:
+            time.sleep(0.05)  # widen the window in which calls could overlap
+            return real_score(self, image)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(StructCoreModel, "score", counted_score)
+    settings = make_settings(fitted.store_dir, concurrent_scores=slots)
+    images = [path.read_bytes() for path in fitted.good + fitted.defective]
+    with TestClient(create_app(settings)) as client:
+        with ThreadPoolExecutor(max_workers=len(images)) as pool:
+            responses = list(
+                pool.map(lambda data: score_raw(client, fitted.product, data), images)
+            )
+
+    assert [response.status_code for response in responses] == [200] * len(images)
+    assert 1 <= peak <= slots

@@ -153,6 +153,7 @@ async def score(
         upload,
         max_pixels=services.settings.max_image_pixels,
         map_kind=kind,
+        slots=services.scoring_slots,
     )
     request.state.model_version = outcome.body["model_version"]
     if wants_png and outcome.png is not None:
@@ -188,6 +189,7 @@ async def score_batch(
         uploads,
         max_pixels=services.settings.max_image_pixels,
         map_kind=kind,
+        slots=services.scoring_slots,
     )
     request.state.model_version = version
     return {"product": product, "model_version": version, "results": items}
