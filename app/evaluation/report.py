@@ -70,6 +70,26 @@ def _search_table(result: dict) -> list[str]:
     return lines
 
 
+def _held_out_line(result: dict) -> str:
+    held_out = result["held_out_mean_descriptor"]
+
+    def z_means(values: list[float]) -> str:
+        return ", ".join(f"{v:+.2f}" for v in values)
+
+    parts = [
+        f"{name}: D alone {_fmt(held_out[name]['auroc_distance'])}, hybrid "
+        f"{_fmt(held_out[name]['auroc_hybrid'])}, good test z "
+        f"{z_means(held_out[name]['good_test_z_mean'])}"
+        for name in ("mean", "without_last_fold")
+    ]
+    return (
+        f"**{result['category']}**, descriptor of test images read from "
+        f"leave-one-fold-out scores (default {_fmt(result['image_auroc']['default'])}, "
+        f"good test z of std, top 1 %, total variation "
+        f"{z_means(held_out['usual_good_test_z_mean'])}): " + "; ".join(parts) + "."
+    )
+
+
 def markdown_report(document: dict) -> str:
     """Render the summary table, then each category's ablation tables."""
     lines = [
@@ -85,4 +105,6 @@ def markdown_report(document: dict) -> str:
         lines.extend([*_ablation_table(result), ""])
         if result.get("search_ablation"):
             lines.extend([*_search_table(result), ""])
+        if result.get("held_out_mean_descriptor"):
+            lines.extend([_held_out_line(result), ""])
     return "\n".join(lines)

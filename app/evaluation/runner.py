@@ -15,7 +15,7 @@ from tqdm import tqdm
 from app.engine.anomaly_map import anomaly_maps
 from app.engine.config import EngineConfig
 from app.engine.descriptor import DISTANCE_NORMS, calibrate, structural_descriptor
-from app.engine.fitting import calibration_grids
+from app.engine.fitting import calibration_grids, fold_of_images
 from app.engine.imageio import decode_image_file
 from app.engine.memory_bank import INDEX_TYPES, MemoryBank
 from app.engine.model import StructCoreModel
@@ -141,7 +141,9 @@ def evaluate_category(
     masks = np.stack(
         [_crop(_load_mask(i, config.image_size), config) for i in category.test]
     )
-    search = _search_ablation(model, np.concatenate(features), test, labels, masks)
+    features = np.concatenate(features)
+    search = _search_ablation(model, features, test, labels, masks)
+    held_out_mean = _held_out_mean_descriptor(model, features, test, labels)
     good = labels == 0
     top_index = DESCRIPTOR_INDEX["top1_mean"]
     return {
@@ -174,6 +176,7 @@ def evaluate_category(
         ),
         "ablation": _ablation(labels, test, calibrations),
         "search_ablation": search,
+        "held_out_mean_descriptor": held_out_mean,
         # Per-image values, so that other image scores can be compared later
         # without fitting again.
         "per_image": {
@@ -191,6 +194,71 @@ def _per_image(described: _Maps) -> dict:
         "max_score": described.maxima.tolist(),
         **{f"phi_{source}": phi.tolist() for source, phi in described.phi.items()},
     }
+
+
+def _held_out_mean_descriptor(
+    model: StructCoreModel, features: np.ndarray, test: _Maps, labels: np.ndarray
+) -> dict | None:
+    """Read the descriptor of test images from leave-one-fold-out scores.
+
+    A calibration map scores a fold's image against the bank without that
+    fold, which has (K-1)/K of the rows, so its maps are rougher than those of
+    test images scored against the whole bank. Two test-side analogues:
+    "mean" gives each patch the mean of its K leave-one-fold-out distances,
+    ((K-1) * d1 + d2) / K, where d1 is its nearest-row distance and d2 the
+    nearest among the other folds than d1's. Its expectation per patch equals
+    a calibration map's, but averaging smooths the map. "without_last_fold"
+    scores every test image against the bank without the last fold, as a
+    calibration map is scored. The max score stays that of the usual map.
+    Only for k = 1 and cross-fitted models.
+    """
+    config = model.config
+    artifacts = model.fit_artifacts
+    if config.num_neighbors != 1 or config.calibration != "crossfit":
+        return None
+    count, height, width, channels = features.shape
+    image_count = artifacts["grid"].shape[0]
+    folds = min(config.crossfit_folds, image_count)
+    if folds < 2:
+        return None
+    fold = fold_of_images(image_count, folds, config.seed)
+    bank_fold = fold[artifacts["coreset_rows"] // (height * width)]
+    rows = features.reshape(-1, channels)
+    per_fold = np.stack(
+        [
+            MemoryBank(model.bank.features[bank_fold == f], "flat", 1).patch_scores(
+                rows
+            )
+            for f in range(folds)
+        ],
+        axis=1,
+    )
+    nearest = np.sort(per_fold, axis=1)
+    variants = {
+        "mean": ((folds - 1) * nearest[:, 0] + nearest[:, 1]) / folds,
+        # One leave-one-fold-out bank for every image: that of the last fold.
+        "without_last_fold": per_fold[:, :-1].min(axis=1),
+    }
+    good = labels == 0
+    result = {
+        "usual_good_test_z_mean": model.calibration.z_scores(
+            test.phi[config.descriptor_map]
+        )[good]
+        .mean(axis=0)
+        .tolist()
+    }
+    for name, scores in variants.items():
+        grids = scores.astype(np.float32).reshape(count, height, width)
+        phi = _describe(grids, config)[0].phi[config.descriptor_map]
+        distances = model.calibration.distances(phi)
+        hybrid = test.maxima + model.calibration.structure_weight * distances
+        z_mean = model.calibration.z_scores(phi)[good].mean(axis=0)
+        result[name] = {
+            "auroc_distance": image_auroc(labels, distances),
+            "auroc_hybrid": image_auroc(labels, hybrid),
+            "good_test_z_mean": z_mean.tolist(),
+        }
+    return result
 
 
 def _search_ablation(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 
@@ -63,6 +64,16 @@ def test_search_ablation_covers_every_index(result):
     assert rows["ivfflat"]["image_auroc_default"] >= 0.9
 
 
+def test_held_out_mean_descriptor_is_reported(result):
+    held_out = result["held_out_mean_descriptor"]
+
+    assert all(math.isfinite(v) for v in held_out["usual_good_test_z_mean"])
+    for name in ("mean", "without_last_fold"):
+        assert 0.0 <= held_out[name]["auroc_distance"] <= 1.0
+        assert held_out[name]["auroc_hybrid"] >= 0.9
+        assert len(held_out[name]["good_test_z_mean"]) == 3
+
+
 def test_markdown_report_lists_tables(result):
     document = {
         "command": "structcore-eval bottle",
@@ -76,3 +87,4 @@ def test_markdown_report_lists_tables(result):
     assert "| bottle | 30 | 20 |" in text
     assert "bank search over the same bank" in text
     assert "| ivfflat |" in text
+    assert "leave-one-fold-out scores" in text
