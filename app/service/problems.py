@@ -22,6 +22,8 @@ _SENTENCE_TYPES = frozenset(
     {"invalid_product_name", "invalid_version", "unknown_setting"}
 )
 _JSON_HEADER = "Content-Type: application/json"
+# Location parts that name a member type of a union, not a field.
+_TYPE_TAGS = frozenset({"int", "float", "str", "bool", "function-after"})
 
 # Problem type URIs are this prefix plus the `reason` member.
 TYPE_PREFIX = "urn:structcore:problem:"
@@ -123,7 +125,7 @@ async def _handle_validation_error(request: Request, exc: Exception) -> JSONResp
         if is_sentence:
             sentences.append(message)
         else:
-            located.append(f"{'.'.join(str(part) for part in loc)}: {message}")
+            located.append(f"{_field_location(loc)}: {message}")
     if located:
         sentences.append("invalid request: " + "; ".join(located))
 
@@ -158,7 +160,19 @@ def _describe_error(error: Any, body: Any) -> tuple[str, bool]:
     if kind == "extra_forbidden" and len(loc) > 1:
         field = ".".join(str(part) for part in loc[1:])
         return f"unknown field {field!r} in the request {loc[0]}; see /docs", True
-    return str(error.get("msg", "")), False
+    message = str(error.get("msg", ""))
+    value = error.get("input")
+    if isinstance(value, str | int | float | bool) and len(repr(value)) <= 80:
+        message += f", got {value!r}"
+    return message, False
+
+
+def _field_location(loc: list) -> str:
+    """Join a location, without the type tags pydantic adds inside unions."""
+    parts = [str(part) for part in loc]
+    while len(parts) > 1 and (parts[-1] in _TYPE_TAGS or "[" in parts[-1]):
+        parts.pop()
+    return ".".join(parts)
 
 
 def _json_error_message(error: Any, body: Any) -> str:

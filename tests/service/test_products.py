@@ -165,3 +165,16 @@ def test_create_product_unknown_index_type(client: TestClient) -> None:
     detail = response.json()["detail"]
     assert "index_type" in detail
     assert "'ivfflat'" in detail
+    assert "got 'hnsw'" in detail
+
+
+def test_union_setting_error_names_field_only(client: TestClient) -> None:
+    body = {"name": "odd", "settings": {"image_size": "big"}}
+    response = client.post("/products", json=body)
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "body.settings.image_size: " in detail
+    assert "image_size.int" not in detail
+    assert "tuple[" not in detail
+    assert "got 'big'" in detail
