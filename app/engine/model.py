@@ -165,12 +165,16 @@ class StructCoreModel:
         """Return (B, h, w) nearest-neighbour distances and stage timings."""
         clock = _Stopwatch()
         features = self.patch_features(images, clock)
+        grid = self.grid_from_features(features)
+        clock.lap("search")
+        return grid, clock.seconds
+
+    def grid_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Return the (B, h, w) bank distances of (B, C, h, w) patch features."""
         count, channels, height, width = features.shape
         rows = features.permute(0, 2, 3, 1).reshape(-1, channels).cpu().numpy()
-        clock.lap("features")
         scores = self.bank.patch_scores(rows).reshape(count, height, width)
-        clock.lap("search")
-        return torch.from_numpy(scores.astype(np.float32)), clock.seconds
+        return torch.from_numpy(scores.astype(np.float32))
 
     def patch_features(
         self, images: Sequence[np.ndarray], clock: _Stopwatch | None = None

@@ -71,7 +71,7 @@ def _search_table(result: dict) -> list[str]:
 
 
 def _held_out_line(result: dict) -> str:
-    held_out = result["held_out_mean_descriptor"]
+    held_out = result["held_out_descriptor"]
 
     def z_means(values: list[float]) -> str:
         return ", ".join(f"{v:+.2f}" for v in values)
@@ -105,6 +105,6 @@ def markdown_report(document: dict) -> str:
         lines.extend([*_ablation_table(result), ""])
         if result.get("search_ablation"):
             lines.extend([*_search_table(result), ""])
-        if result.get("held_out_mean_descriptor"):
+        if result.get("held_out_descriptor"):
             lines.extend([_held_out_line(result), ""])
     return "\n".join(lines)

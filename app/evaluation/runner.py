@@ -118,16 +118,13 @@ def evaluate_category(
     for start in tqdm(range(0, len(category.test), 8), desc="score test"):
         images = [decode_image_file(i.path) for i in category.test[start : start + 8]]
         began = time.perf_counter()
-        # StructCoreModel.patch_score_grid in two steps, to keep the features.
-        batch = model.patch_features(images).permute(0, 2, 3, 1).numpy()
-        count, height, width, channels = batch.shape
-        patch = model.bank.patch_scores(batch.reshape(-1, channels))
-        grid = torch.from_numpy(patch.astype(np.float32)).reshape(count, height, width)
+        batch = model.patch_features(images)
+        grid = model.grid_from_features(batch)
         results = model.results_from_grid(grid, images)
         elapsed += time.perf_counter() - began
         grids.append(grid.numpy())
         scores.extend(r.image_score for r in results)
-        features.append(batch)
+        features.append(batch.permute(0, 2, 3, 1).numpy())
     test, maps = _describe(np.concatenate(grids), config, keep_maps=True)
 
     artifacts = model.fit_artifacts
@@ -143,7 +140,7 @@ def evaluate_category(
     )
     features = np.concatenate(features)
     search = _search_ablation(model, features, test, labels, masks)
-    held_out_mean = _held_out_mean_descriptor(model, features, test, labels)
+    held_out = _held_out_descriptor(model, features, test, labels)
     good = labels == 0
     top_index = DESCRIPTOR_INDEX["top1_mean"]
     return {
@@ -176,7 +173,7 @@ def evaluate_category(
         ),
         "ablation": _ablation(labels, test, calibrations),
         "search_ablation": search,
-        "held_out_mean_descriptor": held_out_mean,
+        "held_out_descriptor": held_out,
         # Per-image values, so that other image scores can be compared later
         # without fitting again.
         "per_image": {
@@ -196,7 +193,7 @@ def _per_image(described: _Maps) -> dict:
     }
 
 
-def _held_out_mean_descriptor(
+def _held_out_descriptor(
     model: StructCoreModel, features: np.ndarray, test: _Maps, labels: np.ndarray
 ) -> dict | None:
     """Read the descriptor of test images from leave-one-fold-out scores.

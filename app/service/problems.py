@@ -23,7 +23,7 @@ _SENTENCE_TYPES = frozenset(
 )
 _JSON_HEADER = "Content-Type: application/json"
 # Location parts that name a member type of a union, not a field.
-_TYPE_TAGS = frozenset({"int", "float", "str", "bool", "function-after"})
+_TYPE_TAGS = frozenset({"int", "float", "str", "bool"})
 
 # Problem type URIs are this prefix plus the `reason` member.
 TYPE_PREFIX = "urn:structcore:problem:"

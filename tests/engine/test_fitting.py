@@ -29,7 +29,7 @@ def test_foldwise_coreset_total_size(images, ratio):
     assert len(np.unique(selected)) == len(selected)
 
 
-def test_foldwise_coreset_is_each_folds_own_coreset():
+def test_foldwise_coreset_per_fold():
     grid = random_grid(23, seed=1)
     config = EngineConfig(coreset_ratio=0.2)
     rows = grid.reshape(-1, grid.shape[-1])
