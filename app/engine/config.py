@@ -54,8 +54,8 @@ class EngineConfig:
     coreset_ratio: float = 0.1
     coreset_projection_dim: int = 128
     num_neighbors: int = 1
-    # NOTE: exact search is most of a score's time (about 4x the backbone on
-    # bottle, 2 CPUs); "ivfflat" cuts that with equal AUROC on three datasets.
+    # NOTE: exact search takes most of a score's time, about 4x the backbone on
+    # bottle with 2 CPUs. "ivfflat" cuts it with equal AUROC on three datasets.
     index_type: str = "flat"
     blur_sigma: float = 4.0
     descriptor_map: str = "patch"
