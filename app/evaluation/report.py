@@ -90,6 +90,26 @@ def _held_out_line(result: dict) -> str:
     )
 
 
+def _synthetic_table(result: dict) -> list[str]:
+    rows = result["synthetic_lambda"]
+    scales = [k.removeprefix("test_x") for k in rows[0] if k.startswith("test_x")]
+    lines = [
+        f"**{result['category']}**, λ scale judged on CutPaste defects of "
+        "calibration images (synthetic) and on the test split (test), image AUROC:",
+        "",
+        "| norm | " + " | ".join(f"λ×{s}" for s in scales) + " | best on synthetic |",
+        "|---|" + "---|" * (len(scales) + 1),
+    ]
+    for row in rows:
+        cells = " | ".join(
+            f"{_fmt(row[f'synthetic_x{s}'])} / {_fmt(row[f'test_x{s}'])}"
+            for s in scales
+        )
+        best = max(scales, key=lambda s: row[f"synthetic_x{s}"])
+        lines.append(f"| {row['norm']} | {cells} | λ×{best} |")
+    return lines
+
+
 def markdown_report(document: dict) -> str:
     """Render the summary table, then each category's ablation tables."""
     lines = [
@@ -107,4 +127,6 @@ def markdown_report(document: dict) -> str:
             lines.extend([*_search_table(result), ""])
         if result.get("held_out_descriptor"):
             lines.extend([_held_out_line(result), ""])
+        if result.get("synthetic_lambda"):
+            lines.extend([*_synthetic_table(result), ""])
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from app.engine.memory_bank import INDEX_TYPES, MemoryBank
 from app.engine.model import StructCoreModel
 from app.evaluation.datasets import Category
 from app.evaluation.metrics import image_auroc, pixel_auroc, pro_score
+from app.evaluation.synthetic import synthetic_defect_grids
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def evaluate_category(
             train, config, progress=progress, keep_artifacts=True
         )
         fit_seconds = time.perf_counter() - started
+    config = model.config  # with the working resolution the fit set
 
     labels = np.array([item.label for item in category.test])
     grids, scores, features, elapsed = [], [], [], 0.0
@@ -141,6 +143,13 @@ def evaluate_category(
     features = np.concatenate(features)
     search = _search_ablation(model, features, test, labels, masks)
     held_out = _held_out_descriptor(model, features, test, labels)
+    synthetic = _synthetic_lambda(
+        _describe(synthetic_defect_grids(model, train), config)[0],
+        calibrations["crossfit"],
+        test,
+        labels,
+        config.descriptor_map,
+    )
     good = labels == 0
     top_index = DESCRIPTOR_INDEX["top1_mean"]
     return {
@@ -174,6 +183,7 @@ def evaluate_category(
         "ablation": _ablation(labels, test, calibrations),
         "search_ablation": search,
         "held_out_descriptor": held_out,
+        "synthetic_lambda": synthetic,
         # Per-image values, so that other image scores can be compared later
         # without fitting again.
         "per_image": {
@@ -256,6 +266,40 @@ def _held_out_descriptor(
             "good_test_z_mean": z_mean.tolist(),
         }
     return result
+
+
+def _synthetic_lambda(
+    synthetic: _Maps, calibration: _Maps, test: _Maps, labels: np.ndarray, source: str
+) -> list[dict]:
+    """AUROC of each λ scale on synthetic defects and on the real test split.
+
+    The synthetic AUROC compares the cross-fitted calibration maps of good
+    training images with CutPaste copies of the same images, scored against
+    the same banks (app.evaluation.synthetic). It needs no test label, so a
+    fit could choose λ by it; the test AUROC shows whether that choice holds.
+    """
+    is_synthetic = np.r_[
+        np.zeros(len(calibration.maxima)), np.ones(len(synthetic.maxima))
+    ]
+    rows = []
+    for norm in DISTANCE_NORMS:
+        fitted = calibrate(calibration.phi[source], calibration.maxima, norm)
+        good = fitted.distances(calibration.phi[source])
+        altered = fitted.distances(synthetic.phi[source])
+        real = fitted.distances(test.phi[source])
+        row = {"norm": norm, "lambda": fitted.structure_weight}
+        for scale in (0.0, *LAMBDA_SCALES):
+            weight = scale * fitted.structure_weight
+            row[f"synthetic_x{scale:g}"] = image_auroc(
+                is_synthetic,
+                np.r_[
+                    calibration.maxima + weight * good,
+                    synthetic.maxima + weight * altered,
+                ],
+            )
+            row[f"test_x{scale:g}"] = image_auroc(labels, test.maxima + weight * real)
+        rows.append(row)
+    return rows
 
 
 def _search_ablation(

@@ -51,7 +51,17 @@ class ProductSettings(BaseModel):
     backbone: str | None = Field(None, examples=["tf_efficientnet_lite0"])
     image_size: int | tuple[int, int] | None = Field(
         None,
-        description="Working resolution: one side for a square, or [height, width].",
+        description="Working resolution: one side for a square, or [height, "
+        "width]. Omitted: set at each fit from the samples, with the shorter "
+        "side short_side and the longer one following their median aspect ratio.",
+        examples=[256],
+    )
+    short_side: int | None = Field(
+        None,
+        ge=32,
+        le=2048,
+        description="Shorter side of the working resolution a fit sets when "
+        "image_size is omitted.",
         examples=[256],
     )
     center_crop: int | None = Field(None, gt=0, description="Crop side in pixels.")

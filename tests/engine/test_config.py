@@ -14,9 +14,9 @@ def test_config_defaults():
 
     assert config.backbone == "tf_efficientnet_lite0"
     assert config.weights_path is None
-    assert config.image_size == (256, 256)
+    assert config.image_size is None
+    assert config.short_side == 256
     assert config.center_crop is None
-    assert config.input_size == (256, 256)
     assert config.coreset_ratio == 0.1
     assert config.num_neighbors == 1
     assert config.index_type == "flat"
@@ -50,6 +50,18 @@ def test_config_json_round_trip():
     assert restored.input_size == (224, 256)
 
 
+def test_config_input_size_needs_a_working_resolution():
+    with pytest.raises(ValueError, match="image_size is not set"):
+        _ = EngineConfig().input_size
+
+
+def test_config_crop_must_fit_short_side():
+    with pytest.raises(ValueError, match="short_side"):
+        EngineConfig(short_side=128, center_crop=224)
+
+    assert EngineConfig(short_side=256, center_crop=224).center_crop == (224, 224)
+
+
 def test_config_default_round_trip():
     config = EngineConfig()
 
@@ -79,6 +91,9 @@ def test_config_unknown_key():
         ({"image_size": 10}, "image_size"),
         ({"image_size": (256, 4096)}, "image_size"),
         ({"image_size": "large"}, "image_size"),
+        ({"short_side": 16}, "short_side"),
+        ({"short_side": 4096}, "short_side"),
+        ({"short_side": "256"}, "short_side"),
         ({"center_crop": (300, 300)}, "center_crop"),
         ({"image_size": (128, 256), "center_crop": (224, 224)}, "center_crop"),
         ({"distance_norm": "l1"}, "distance_norm"),

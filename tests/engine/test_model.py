@@ -357,6 +357,26 @@ def test_score_non_square_image(model, magnetic_tile_folder):
     assert math.isfinite(result.image_score)
 
 
+def test_fit_keeps_the_aspect_ratio(magnetic_tile_folder):
+    # Magnetic tile images have many sizes; the fit takes their median shape.
+    paths = sorted((magnetic_tile_folder / "train" / "good").iterdir())
+    train = [decode_image_file(path) for path in paths[:SMALL_TRAIN_COUNT]]
+    aspect = np.median([image.shape[1] / image.shape[0] for image in train])
+
+    model = StructCoreModel.fit(train, EngineConfig(short_side=64), device="cpu")
+    height, width = model.config.image_size
+
+    assert min(height, width) == 64
+    assert width / height == pytest.approx(aspect, abs=16 / 64)
+    assert (width > height) == (aspect > 1)
+    result = model.score(train[0])
+    assert result.anomaly_map.shape == train[0].shape[:2]
+
+
+def test_default_fit_of_square_images_is_256(model):
+    assert model.config.image_size == (256, 256)
+
+
 def test_crop_map_has_image_shape(small_models, bottle):
     image = bottle["defective"][0]
 

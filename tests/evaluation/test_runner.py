@@ -11,13 +11,17 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 
 from app.engine.config import EngineConfig
+from app.engine.descriptor import DISTANCE_NORMS
+from app.engine.imageio import decode_image_file
 from app.engine.memory_bank import INDEX_TYPES
 from app.evaluation.datasets import load_category
 from app.evaluation.report import markdown_report
 from app.evaluation.runner import evaluate_category
+from app.evaluation.synthetic import AREA_SHARE, cut_paste
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +78,32 @@ def test_held_out_descriptor_reported(result):
         assert len(held_out[name]["good_test_z_mean"]) == 3
 
 
+def test_synthetic_lambda_reported(result):
+    rows = {row["norm"]: row for row in result["synthetic_lambda"]}
+
+    assert set(rows) == set(DISTANCE_NORMS)
+    default = rows["l2"]
+    # λ×0 is max pooling alone; λ×1 the default image score.
+    assert default["test_x0"] == pytest.approx(result["image_auroc"]["max"])
+    assert default["test_x1"] == pytest.approx(result["image_auroc"]["default"])
+    # Bottle's pasted rectangles are plain to see in its maps.
+    assert default["synthetic_x1"] >= 0.9
+
+
+def test_cut_paste_changes_one_rectangle(mvtec_bottle):
+    path = sorted((mvtec_bottle / "train" / "good").iterdir())[0]
+    image = decode_image_file(path)
+
+    altered = cut_paste(image, np.random.default_rng(0))
+
+    changed = np.argwhere((altered != image).any(axis=2))
+    assert altered.shape == image.shape and altered.dtype == np.uint8
+    assert len(changed) > 0
+    (top, left), (bottom, right) = changed.min(axis=0), changed.max(axis=0)
+    box = (bottom - top + 1) * (right - left + 1)
+    assert box <= AREA_SHARE[1] * image.shape[0] * image.shape[1] * 1.01
+
+
 def test_markdown_report_lists_tables(result):
     document = {
         "command": "structcore-eval bottle",
@@ -88,3 +118,4 @@ def test_markdown_report_lists_tables(result):
     assert "bank search over the same bank" in text
     assert "| ivfflat |" in text
     assert "leave-one-fold-out scores" in text
+    assert "CutPaste defects" in text

@@ -27,6 +27,24 @@ def test_create_product_returns_settings(client: TestClient) -> None:
     assert config.coreset_ratio == 0.05
 
 
+def test_create_product_with_short_side(client: TestClient) -> None:
+    body = {"name": "strip", "settings": {"short_side": 192}}
+    response = client.post("/products", json=body)
+
+    assert response.status_code == 201
+    config = EngineConfig.from_dict(response.json()["settings"])
+    assert config.short_side == 192
+    assert config.image_size is None
+
+
+def test_create_product_rejects_small_short_side(client: TestClient) -> None:
+    body = {"name": "tiny", "settings": {"short_side": 8}}
+    response = client.post("/products", json=body)
+
+    assert response.status_code == 422
+    assert "short_side" in response.json()["detail"]
+
+
 def test_create_product_defaults(client: TestClient) -> None:
     response = client.post("/products", json={"name": "plain"})
 
