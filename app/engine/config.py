@@ -72,8 +72,8 @@ class EngineConfig:
     calibration: str = "crossfit"
     crossfit_folds: int = 5
     calibration_images: int = 200
-    # NOTE: with these defaults VisA macaroni1 scores 0.827 image AUROC, below
-    # max pooling (0.848) and the 0.90 aimed for; see docs/benchmarks.md.
+    # NOTE: with these defaults VisA macaroni1 scores 0.872 image AUROC, below
+    # max pooling (0.897) and the 0.90 aimed for; see docs/benchmarks.md.
     structure_weight: float | None = None
     target_false_reject_rate: float = 0.01
     batch_size: int = 8

@@ -13,14 +13,17 @@ def _fmt(value, digits: int = 3) -> str:
 
 def _summary_table(results: list[dict]) -> list[str]:
     lines = [
-        "| category | train | test | bank | image AUROC default | max pooling "
-        "| top-1 % mean | pixel AUROC | PRO (30 % FPR) | fit s | ms / image |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| category | train | working size | test | bank | image AUROC default "
+        "| max pooling | top-1 % mean | pixel AUROC | PRO (30 % FPR) | fit s "
+        "| ms / image |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         auroc = r["image_auroc"]
+        height, width = r["image_size"]
         lines.append(
-            f"| {r['category']} | {r['num_train']} | {r['num_test']} "
+            f"| {r['category']} | {r['num_train']} | {height}x{width} "
+            f"| {r['num_test']} "
             f"| {r['bank_size']} | {_fmt(auroc['default'])} | {_fmt(auroc['max'])} "
             f"| {_fmt(auroc['top1_mean'])} | {_fmt(r['pixel_auroc'])} "
             f"| {_fmt(r['pro'])} | {_fmt(r['fit_seconds'], 1)} "
@@ -105,8 +108,12 @@ def _synthetic_table(result: dict) -> list[str]:
             f"{_fmt(row[f'synthetic_x{s}'])} / {_fmt(row[f'test_x{s}'])}"
             for s in scales
         )
-        best = max(scales, key=lambda s: row[f"synthetic_x{s}"])
-        lines.append(f"| {row['norm']} | {cells} | λ×{best} |")
+        synthetic = [row[f"synthetic_x{s}"] for s in scales]
+        if max(synthetic) == min(synthetic):
+            best = "all equal"
+        else:
+            best = f"λ×{scales[synthetic.index(max(synthetic))]}"
+        lines.append(f"| {row['norm']} | {cells} | {best} |")
     return lines
 
 

@@ -156,6 +156,7 @@ def evaluate_category(
         "category": category.name,
         "layout": category.layout,
         "num_train": len(train),
+        "image_size": list(config.image_size),
         "num_test": len(labels),
         "num_defective": int(labels.sum()),
         "bank_size": len(model.bank),
@@ -271,7 +272,7 @@ def _held_out_descriptor(
 def _synthetic_lambda(
     synthetic: _Maps, calibration: _Maps, test: _Maps, labels: np.ndarray, source: str
 ) -> list[dict]:
-    """AUROC of each λ scale on synthetic defects and on the real test split.
+    """Return the AUROC of each λ scale on synthetic defects and on the test split.
 
     The synthetic AUROC compares the cross-fitted calibration maps of good
     training images with CutPaste copies of the same images, scored against

@@ -358,7 +358,7 @@ def test_score_non_square_image(model, magnetic_tile_folder):
 
 
 def test_fit_keeps_the_aspect_ratio(magnetic_tile_folder):
-    # Magnetic tile images have many sizes; the fit takes their median shape.
+    # Magnetic tile images have many sizes, so the fit takes their median aspect.
     paths = sorted((magnetic_tile_folder / "train" / "good").iterdir())
     train = [decode_image_file(path) for path in paths[:SMALL_TRAIN_COUNT]]
     aspect = np.median([image.shape[1] / image.shape[0] for image in train])

@@ -35,6 +35,7 @@ def result(mvtec_bottle) -> dict:
 
 def test_result_counts_and_metrics(result):
     assert result["num_train"] == 30
+    assert result["image_size"] == [256, 256]
     assert (result["num_test"], result["num_defective"]) == (20, 10)
     assert result["image_auroc"]["default"] >= 0.9
     assert 0.5 < result["pixel_auroc"] <= 1.0
@@ -83,7 +84,7 @@ def test_synthetic_lambda_reported(result):
 
     assert set(rows) == set(DISTANCE_NORMS)
     default = rows["l2"]
-    # λ×0 is max pooling alone; λ×1 the default image score.
+    # λ×0 is max pooling alone, and λ×1 is the default image score.
     assert default["test_x0"] == pytest.approx(result["image_auroc"]["max"])
     assert default["test_x1"] == pytest.approx(result["image_auroc"]["default"])
     # Bottle's pasted rectangles are plain to see in its maps.
@@ -97,7 +98,8 @@ def test_cut_paste_changes_one_rectangle(mvtec_bottle):
     altered = cut_paste(image, np.random.default_rng(0))
 
     changed = np.argwhere((altered != image).any(axis=2))
-    assert altered.shape == image.shape and altered.dtype == np.uint8
+    assert altered.shape == image.shape
+    assert altered.dtype == np.uint8
     assert len(changed) > 0
     (top, left), (bottom, right) = changed.min(axis=0), changed.max(axis=0)
     box = (bottom - top + 1) * (right - left + 1)
@@ -114,7 +116,7 @@ def test_markdown_report_lists_tables(result):
 
     text = markdown_report(document)
 
-    assert "| bottle | 30 | 20 |" in text
+    assert "| bottle | 30 | 256x256 | 20 |" in text
     assert "bank search over the same bank" in text
     assert "| ivfflat |" in text
     assert "leave-one-fold-out scores" in text
