@@ -49,19 +49,22 @@ class ProductSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backbone: str | None = Field(None, examples=["tf_efficientnet_lite0"])
-    image_size: int | tuple[int, int] | None = Field(
+    image_size: int | tuple[int, int] | Literal["auto"] | None = Field(
         None,
-        description="Working resolution: one side for a square, or [height, "
-        "width]. Omitted: set at each fit from the samples, with the shorter "
-        "side short_side and the longer one following their median aspect ratio.",
-        examples=[256],
+        description="Working resolution in pixels, 32 to 2048 a side: one side "
+        "for a square, or [height, width]. It takes precedence over short_side. "
+        "'auto' (the engine default) sets it at each fit from the samples: the "
+        "shorter side is short_side and the longer one follows their median "
+        "aspect ratio, rounded to a multiple of 16 and at most 4 times the "
+        "shorter; 'auto' also undoes an image_size set earlier.",
+        examples=["auto"],
     )
     short_side: int | None = Field(
         None,
         ge=32,
         le=2048,
-        description="Shorter side of the working resolution a fit sets when "
-        "image_size is omitted.",
+        description="Shorter side in pixels of the working resolution that a "
+        "fit sets when image_size is 'auto'.",
         examples=[256],
     )
     center_crop: int | None = Field(None, gt=0, description="Crop side in pixels.")
@@ -102,6 +105,8 @@ class ProductSettings(BaseModel):
         size = changes.get("image_size")
         if isinstance(size, int):
             changes["image_size"] = (size, size)
+        elif size == "auto":
+            changes["image_size"] = None  # EngineConfig sets it at fit
         return changes
 
 

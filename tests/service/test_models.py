@@ -120,6 +120,20 @@ def test_cancel_running_fit(fitted: Fitted) -> None:
     assert again.json()["reason"] == "job_finished"
 
 
+def test_fit_image_size_auto_undoes_fixed_size(fitted: Fitted) -> None:
+    client = fitted.client
+    base = f"/products/{fitted.product}"
+    assert client.get(base).json()["settings"]["image_size"] == [128, 128]
+    body = {"settings": {"image_size": "auto", "short_side": 64}, "activate": False}
+
+    job = client.post(f"{base}/fit", json=body).json()
+    client.delete(f"/jobs/{job['id']}")
+    wait_for_job(client, job["id"])
+
+    assert job["settings"]["image_size"] is None
+    assert job["settings"]["short_side"] == 64
+
+
 def test_patch_threshold(fitted: Fitted) -> None:
     base = f"/products/{fitted.product}/models/{fitted.version}"
     original = fitted.client.get(base).json()["threshold"]

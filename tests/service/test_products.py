@@ -37,6 +37,14 @@ def test_create_product_with_short_side(client: TestClient) -> None:
     assert config.image_size is None
 
 
+def test_create_product_image_size_auto(client: TestClient) -> None:
+    body = {"name": "auto", "settings": {"image_size": "auto"}}
+    response = client.post("/products", json=body)
+
+    assert response.status_code == 201
+    assert response.json()["settings"]["image_size"] is None
+
+
 def test_create_product_rejects_small_short_side(client: TestClient) -> None:
     body = {"name": "tiny", "settings": {"short_side": 8}}
     response = client.post("/products", json=body)
