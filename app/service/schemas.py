@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import timm
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -15,6 +16,17 @@ from app.service.store import (
 )
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def check_backbone(name: str) -> str:
+    """Check that timm knows a backbone name, so a typo fails before a fit."""
+    if not timm.is_model(name):
+        msg = (
+            f"backbone {name!r} is not a timm model name; use one such as "
+            "tf_efficientnet_lite0 or wide_resnet50_2"
+        )
+        raise PydanticCustomError("unknown_backbone", msg)
+    return name
 
 
 def check_product_name(name: str) -> str:
@@ -48,7 +60,9 @@ class ProductSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backbone: str | None = Field(None, examples=["tf_efficientnet_lite0"])
+    backbone: Annotated[str, AfterValidator(check_backbone)] | None = Field(
+        None, examples=["tf_efficientnet_lite0"]
+    )
     image_size: int | tuple[int, int] | Literal["auto"] | None = Field(
         None,
         description="Working resolution in pixels, 32 to 2048 a side: one side "

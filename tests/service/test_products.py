@@ -37,6 +37,15 @@ def test_create_product_with_short_side(client: TestClient) -> None:
     assert config.image_size is None
 
 
+def test_create_product_rejects_unknown_backbone(client: TestClient) -> None:
+    body = {"name": "typo", "settings": {"backbone": "resnet5O"}}
+    response = client.post("/products", json=body)
+
+    assert response.status_code == 422
+    assert "backbone 'resnet5O' is not a timm model name" in response.json()["detail"]
+    assert client.get("/products/typo").status_code == 404
+
+
 def test_create_product_image_size_auto(client: TestClient) -> None:
     body = {"name": "auto", "settings": {"image_size": "auto"}}
     response = client.post("/products", json=body)
