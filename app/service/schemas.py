@@ -19,7 +19,7 @@ JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 def check_backbone(name: str) -> str:
-    """Check that timm knows a backbone name, so a typo fails before a fit."""
+    """Check that a backbone name is a timm model, so a typo fails before a fit."""
     if not timm.is_model(name):
         msg = (
             f"backbone {name!r} is not a timm model name; use one such as "
