@@ -154,9 +154,9 @@ def calibration_grids(
     rows that came from that fold, which is the coreset of the other folds
     (see foldwise_coreset), so no image is scored against its own patches.
 
-    queries, when given, holds (len(chosen), h, w, C) features scored in place
-    of the chosen images' own, against the same banks: altered copies of
-    those images, for instance.
+    queries, when given, contains (len(chosen), h, w, C) features to score in
+    place of the chosen images' own, against the same banks, such as the
+    features of altered copies of those images.
     """
     mode = mode or config.calibration
     count, height, width, channels = grid.shape

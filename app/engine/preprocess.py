@@ -20,8 +20,9 @@ def working_size(shapes: Sequence[tuple[int, ...]], short_side: int) -> tuple[in
 
     The shorter side is short_side. The longer one follows the median aspect
     ratio of the images, rounded to a multiple of 16 and capped at 4 times
-    the shorter, so that a product photographed at 3:2 is not squeezed into
-    a square. VisA's 1500x1000 images get 256x384; square ones 256x256.
+    the shorter and at 2048 pixels, so that a product photographed at 3:2 is
+    not squeezed into a square. VisA's 1500x1000 images get 256x384, and
+    square ones 256x256.
     """
     if not shapes:
         raise ValueError("working_size needs at least one image shape")
@@ -46,7 +47,7 @@ def prepare_image(image: np.ndarray, config: EngineConfig) -> np.ndarray:
     """Resize an HxWx3 uint8 image to the working resolution, then crop.
 
     The whole frame is resized to config.image_size, so that nothing at the
-    border is lost; an image whose aspect ratio differs from it is stretched.
+    border is lost. An image whose aspect ratio differs from it is stretched.
     Pillow's bilinear filter low-passes when it shrinks.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

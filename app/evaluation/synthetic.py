@@ -54,7 +54,7 @@ def synthetic_defect_grids(
     artifacts = model.fit_artifacts
     if artifacts is None:
         raise ValueError(
-            "the model has no fit artifacts; fit it with keep_artifacts=True"
+            "model.fit_artifacts is missing; fit the model with keep_artifacts=True"
         )
     chosen = calibration_images(len(train), config.calibration_images, config.seed)
     rng = np.random.default_rng(config.seed)

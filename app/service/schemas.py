@@ -70,7 +70,7 @@ class ProductSettings(BaseModel):
         "'auto' (the engine default) sets it at each fit from the samples: the "
         "shorter side is short_side and the longer one follows their median "
         "aspect ratio, rounded to a multiple of 16 and at most 4 times the "
-        "shorter; 'auto' also undoes an image_size set earlier.",
+        "shorter. 'auto' also undoes an image_size set earlier.",
         examples=["auto"],
     )
     short_side: int | None = Field(

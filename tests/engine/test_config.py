@@ -50,7 +50,7 @@ def test_config_json_round_trip():
     assert restored.input_size == (224, 256)
 
 
-def test_config_input_size_needs_a_working_resolution():
+def test_config_input_size_needs_image_size():
     with pytest.raises(ValueError, match="image_size is not set"):
         _ = EngineConfig().input_size
 

@@ -358,7 +358,8 @@ def test_score_non_square_image(model, magnetic_tile_folder):
 
 
 def test_fit_keeps_the_aspect_ratio(magnetic_tile_folder):
-    # Magnetic tile images have many sizes, so the fit takes their median aspect.
+    # Magnetic tile images have many sizes, so the fit takes their median
+    # aspect ratio.
     paths = sorted((magnetic_tile_folder / "train" / "good").iterdir())
     train = [decode_image_file(path) for path in paths[:SMALL_TRAIN_COUNT]]
     aspect = np.median([image.shape[1] / image.shape[0] for image in train])
@@ -373,7 +374,7 @@ def test_fit_keeps_the_aspect_ratio(magnetic_tile_folder):
     assert result.anomaly_map.shape == train[0].shape[:2]
 
 
-def test_default_fit_of_square_images_is_256(model):
+def test_square_images_fit_at_256(model):
     assert model.config.image_size == (256, 256)
 
 

@@ -120,7 +120,7 @@ def test_cancel_running_fit(fitted: Fitted) -> None:
     assert again.json()["reason"] == "job_finished"
 
 
-def test_fit_image_size_auto_undoes_fixed_size(fitted: Fitted) -> None:
+def test_fit_auto_size_undoes_fixed_size(fitted: Fitted) -> None:
     client = fitted.client
     base = f"/products/{fitted.product}"
     assert client.get(base).json()["settings"]["image_size"] == [128, 128]

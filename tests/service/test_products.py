@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typing
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.engine.config import EngineConfig
@@ -37,29 +38,12 @@ def test_create_product_with_short_side(client: TestClient) -> None:
     assert config.image_size is None
 
 
-def test_create_product_rejects_unknown_backbone(client: TestClient) -> None:
-    body = {"name": "typo", "settings": {"backbone": "resnet5O"}}
-    response = client.post("/products", json=body)
-
-    assert response.status_code == 422
-    assert "backbone 'resnet5O' is not a timm model name" in response.json()["detail"]
-    assert client.get("/products/typo").status_code == 404
-
-
 def test_create_product_image_size_auto(client: TestClient) -> None:
     body = {"name": "auto", "settings": {"image_size": "auto"}}
     response = client.post("/products", json=body)
 
     assert response.status_code == 201
     assert response.json()["settings"]["image_size"] is None
-
-
-def test_create_product_rejects_small_short_side(client: TestClient) -> None:
-    body = {"name": "tiny", "settings": {"short_side": 8}}
-    response = client.post("/products", json=body)
-
-    assert response.status_code == 422
-    assert "short_side" in response.json()["detail"]
 
 
 def test_create_product_defaults(client: TestClient) -> None:
@@ -192,15 +176,28 @@ def test_index_type_choices_match_engine() -> None:
     assert set(typing.get_args(typing.get_args(annotation)[0])) == set(INDEX_TYPES)
 
 
-def test_create_product_unknown_index_type(client: TestClient) -> None:
-    body = {"name": "odd", "settings": {"index_type": "hnsw"}}
+@pytest.mark.parametrize(
+    ("settings", "fragments"),
+    [
+        ({"index_type": "hnsw"}, ["index_type", "'ivfflat'", "got 'hnsw'"]),
+        (
+            {"backbone": "resnet5O"},
+            ["backbone 'resnet5O' is not a timm model name"],
+        ),
+        ({"short_side": 8}, ["short_side"]),
+    ],
+)
+def test_create_product_bad_setting(
+    client: TestClient, settings: dict, fragments: list[str]
+) -> None:
+    body = {"name": "odd", "settings": settings}
     response = client.post("/products", json=body)
 
     assert response.status_code == 422
     detail = response.json()["detail"]
-    assert "index_type" in detail
-    assert "'ivfflat'" in detail
-    assert "got 'hnsw'" in detail
+    for fragment in fragments:
+        assert fragment in detail
+    assert client.get("/products/odd").status_code == 404
 
 
 def test_union_setting_error_names_field_only(client: TestClient) -> None:
