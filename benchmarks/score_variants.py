@@ -1,8 +1,9 @@
 """Image AUROC of image-score variants, recomputed from structcore-eval runs.
 
-Every variant is set from the cross-fitted calibration images alone (good
-images, no labels); the test labels only measure it. Reads the per-image max
-scores and descriptors that `structcore-eval` writes into results.json.
+Every variant is set from the cross-fitted calibration images alone, which
+are good images without labels. The test labels only measure it. The script
+reads the per-image max scores and descriptors that `structcore-eval` writes
+into results.json.
 
     .venv/bin/python benchmarks/score_variants.py RUN/results.json [...]
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.engine.descriptor import calibrate
 from app.evaluation.metrics import image_auroc
 
 
@@ -43,13 +45,15 @@ def score_variants(result: dict) -> dict[str, float]:
     calibration_max = np.asarray(calibration["max_score"])
     calibration_phi = np.asarray(calibration["phi_patch"])
 
-    mean, std = calibration_phi.mean(axis=0), calibration_phi.std(axis=0)
+    # Use the engine's own calibration so that the default column is the score
+    # a fitted model gives.
+    default = calibrate(calibration_phi, calibration_max, norm="l2")
     joint = np.c_[max_scores, phi]
     calibration_joint = np.c_[calibration_max, calibration_phi]
     distances = {
         "phi, diagonal (default)": (
-            np.linalg.norm((phi - mean) / std, axis=1),
-            np.linalg.norm((calibration_phi - mean) / std, axis=1),
+            default.distances(phi),
+            default.distances(calibration_phi),
         ),
         "phi, full covariance": (
             _whitened_distance(phi, calibration_phi),
@@ -62,9 +66,11 @@ def score_variants(result: dict) -> dict[str, float]:
     }
 
     aurocs = {"max pooling": image_auroc(labels, max_scores)}
-    for name, (test_d, calibration_d) in distances.items():
-        aurocs[f"D of {name}"] = image_auroc(labels, test_d)
-        hybrid = _hybrid(max_scores, test_d, calibration_max, calibration_d)
+    for name, (test_distance, calibration_distance) in distances.items():
+        aurocs[f"D of {name}"] = image_auroc(labels, test_distance)
+        hybrid = _hybrid(
+            max_scores, test_distance, calibration_max, calibration_distance
+        )
         aurocs[f"hybrid of {name}"] = image_auroc(labels, hybrid)
     return aurocs
 
@@ -77,10 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for path in args.results:
         for result in json.loads(path.read_text())["results"]:
-            # Runs before the working size followed the images lack the key.
+            # Results written before structcore-eval recorded the working size
+            # have no image_size key.
             sides = result.get("image_size")
             size = "x".join(map(str, sides)) if sides else "not recorded"
             rows.append((result["category"], size, score_variants(result)))
+    if not rows:
+        parser.error("the results.json files contain no category results")
 
     names = list(rows[0][2])
     print("| category | working size | " + " | ".join(names) + " |")

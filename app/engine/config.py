@@ -55,8 +55,8 @@ class EngineConfig:
         seed: seed of the coreset and the folds.
     """
 
-    # Lite0 is the cheapest offline checkpoint. Lite1 and Lite2 differ from it
-    # in image AUROC by less than the three test sets' sampling noise.
+    # Lite0 is the cheapest of the three offline checkpoints. Lite1 and Lite2
+    # differ from it in image AUROC by less than the test sets' sampling noise.
     backbone: str = "tf_efficientnet_lite0"
     weights_path: str | None = None
     image_size: tuple[int, int] | None = None
